@@ -1,0 +1,78 @@
+"""The data layer of the report: result files -> tidy tables -> Markdown summary."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.report import load_results, main, write_report
+
+
+def result(variant, task, seed, accuracy, status="completed", lr=0.003, **extra):
+    record = {
+        "status": status, "variant": variant, "task": task, "seed": seed,
+        "config": {"seed": seed, "variant": {"name": variant}, "task": {"name": task, "seq_len": 32}, "train": {"lr": lr, "target_accuracy": 0.99}},
+        "config_hash": f"{variant}{task}{seed}{lr}", "environment": {"git_commit": "abc123"},
+    }  # fmt: skip
+    if status != "running":
+        record.update(
+            metrics={"loss": 0.1, "accuracy": accuracy, "exact_match": accuracy / 2},
+            curve=[{"step": 0, "eval_accuracy": 0.1}, {"step": 100, "eval_accuracy": accuracy}],
+            steps_to_target=100 if accuracy >= 0.99 else None, steps_run=200, n_params=1000,
+            wall_time_s=3.0, train_tokens_per_s=5000.0,
+        )  # fmt: skip
+    record.update(extra)
+    return record
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    records = {
+        "0": result("standard", "copy", 0, 1.0),
+        "1": result("standard", "copy", 1, 0.98),
+        "2": result("standard", "induction", 0, 0.5),
+        "3": result("standard", "induction", 1, 0.0, status="failed", error="RuntimeError: boom"),
+        "4": result("standard", "induction", 2, 0.0, status="running"),
+    }
+    for name, record in records.items():
+        (tmp_path / "sweep" / name).mkdir(parents=True)
+        (tmp_path / "sweep" / name / "result.json").write_text(json.dumps(record))
+    (tmp_path / "sweep" / "5").mkdir()
+    (tmp_path / "sweep" / "5" / "result.json").write_text('{"status": "compl')
+    return tmp_path / "sweep"
+
+
+def test_every_result_becomes_one_tidy_row(sweep):
+    runs, curves = load_results(sweep)
+    assert len(runs) == 6 and runs["run"].tolist() == ["0", "1", "2", "3", "4", "5"]
+    assert runs["status"].tolist() == ["completed", "completed", "completed", "failed", "running", "unreadable"]
+    assert runs.loc[0, "train.lr"] == 0.003 and runs.loc[0, "final_accuracy"] == 1.0
+    assert len(curves) == 2 * 4 and set(curves.columns) >= {"run", "variant", "task", "seed", "step", "eval_accuracy"}
+
+
+def test_summary_aggregates_over_seeds_and_lists_what_did_not_complete(sweep, tmp_path):
+    report = write_report(sweep, tmp_path / "out")
+    text = report.read_text()
+    assert "6 runs: 3 completed, 1 failed, 1 running, 1 unreadable." in text
+    assert "| standard  | 0.990 ± 0.014 (n=2) | 0.500 (n=1)" in text
+    assert "| 100 (1/2) |" in text
+    assert "RuntimeError: boom" in text and "JSONDecodeError" in text
+    assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep)[0])
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 6
+
+
+def test_a_swept_setting_gets_its_own_row(tmp_path):
+    for index, lr in enumerate([0.001, 0.01]):
+        (tmp_path / str(index)).mkdir()
+        (tmp_path / str(index) / "result.json").write_text(json.dumps(result("standard", "copy", 0, 0.9 + index / 20, lr=lr)))
+    text = write_report(tmp_path, tmp_path / "out").read_text()
+    assert "| standard train.lr=0.001 | 0.900 (n=1) |" in text and "| standard train.lr=0.01  | 0.950 (n=1) |" in text
+
+
+def test_command_line(sweep, tmp_path, capsys):
+    main([str(sweep), "--out", str(tmp_path / "cli")])
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'cli' / 'report.md'}"
+    with pytest.raises(SystemExit) as raised:
+        main([str(tmp_path / "missing")])
+    assert raised.value.code == 2

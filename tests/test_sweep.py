@@ -1,0 +1,47 @@
+"""A real multirun through `python -m bench -m`: one result.json per job, a crashed job recorded
+while the sweep goes on, and the report built when the sweep ends."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+WITH_A_BROKEN_VARIANT = """
+from variants import AttentionVariant
+
+class Broken(AttentionVariant):
+    name = "broken"
+
+    def forward(self, x, need_weights=False):
+        raise RuntimeError("kaboom")
+
+from bench.cli import main
+main()
+"""
+
+
+def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
+    quick = ["train.steps=20", "train.eval_every=10", "model.d_model=16", "model.n_heads=2", "train.batch_size=8"]
+    completed = subprocess.run(
+        [sys.executable, "-c", WITH_A_BROKEN_VARIANT, "-m", "variant=broken,standard", "task=copy,induction",
+         "seed=0", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/result.json"))]
+    assert [(r["variant"], r["task"], r["status"]) for r in records] == [
+        ("broken", "copy", "failed"),
+        ("broken", "induction", "failed"),
+        ("standard", "copy", "completed"),
+        ("standard", "induction", "completed"),
+    ]
+    assert records[0]["error"] == "RuntimeError: kaboom"
+    report = tmp_path / "reports" / "sweep" / "report.md"
+    assert f"report: {report.relative_to(tmp_path)}" in completed.stdout
+    assert "RuntimeError: kaboom" in report.read_text()
+    assert (tmp_path / "reports" / "sweep" / "results.parquet").exists()

@@ -1,0 +1,100 @@
+"""The contract every registered variant meets (run over all of them automatically)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import options_schema, VARIANT_ARGUMENTS
+from variants import VARIANTS, AttentionVariant
+
+D_MODEL, N_HEADS, MAX_SEQ_LEN, SEQ_LEN, BATCH = 32, 4, 64, 12, 3
+
+
+def make(name: str, seed: int = 0) -> AttentionVariant:
+    torch.manual_seed(seed)
+    return VARIANTS[name](D_MODEL, N_HEADS, MAX_SEQ_LEN).double()
+
+
+def inputs(seed: int = 1) -> torch.Tensor:
+    return torch.randn(BATCH, SEQ_LEN, D_MODEL, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+all_variants = pytest.mark.parametrize("name", sorted(VARIANTS))
+
+
+def test_standard_is_registered():
+    assert "standard" in VARIANTS
+
+
+@all_variants
+def test_output_shape_and_weights_shape(name):
+    output, weights = make(name)(inputs(), need_weights=True)
+    assert output.shape == (BATCH, SEQ_LEN, D_MODEL)
+    assert weights.shape == (BATCH, N_HEADS, SEQ_LEN, SEQ_LEN)
+    assert make(name)(inputs())[1] is None
+
+
+@all_variants
+def test_training_path_equals_weights_path(name):
+    variant = make(name)
+    fast, _ = variant(inputs())
+    explicit, _ = variant(inputs(), need_weights=True)
+    torch.testing.assert_close(fast, explicit)
+
+
+@all_variants
+def test_causal(name):
+    variant = make(name)
+    x = inputs()
+    t = SEQ_LEN // 2
+    changed = x.clone()
+    changed[:, t + 1 :] = torch.randn_like(changed[:, t + 1 :])
+    before, weights = variant(x, need_weights=True)
+    after, _ = variant(changed)
+    torch.testing.assert_close(before[:, : t + 1], after[:, : t + 1])
+    assert not torch.allclose(before[:, t + 1 :], after[:, t + 1 :])
+    assert torch.all(weights.triu(1) == 0)
+
+
+@all_variants
+def test_attention_rows_sum_to_one(name):
+    _, weights = make(name)(inputs(), need_weights=True)
+    assert torch.all(weights >= 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(BATCH, N_HEADS, SEQ_LEN, dtype=torch.float64))
+
+
+@all_variants
+def test_gradients_reach_every_parameter(name):
+    variant = make(name)
+    output, _ = variant(inputs())
+    output.square().sum().backward()
+    for parameter_name, parameter in variant.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert parameter.grad.abs().sum() > 0, parameter_name
+
+
+@all_variants
+def test_same_seed_same_output(name):
+    torch.testing.assert_close(make(name, seed=5)(inputs())[0], make(name, seed=5)(inputs())[0], rtol=0, atol=0)
+    assert not torch.allclose(make(name, seed=5)(inputs())[0], make(name, seed=6)(inputs())[0])
+
+
+@all_variants
+def test_options_are_typed_config_keys(name):
+    schema = options_schema(VARIANTS[name], skip=VARIANT_ARGUMENTS)
+    assert schema().name == name
+
+
+def test_indivisible_heads_are_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match=r"model.d_model=30 is not divisible by model.n_heads=4; allowed n_heads: 1, 2, 3, 5"):
+        VARIANTS["standard"](30, 4, MAX_SEQ_LEN)
+
+
+def test_an_option_without_default_cannot_be_registered():
+    class NoDefault(AttentionVariant):
+        def __init__(self, d_model: int, n_heads: int, max_seq_len: int, *, width: int) -> None:
+            super().__init__(d_model, n_heads, max_seq_len)
+
+    NoDefault.name = "no_default"
+    with pytest.raises(TypeError, match="keyword-only"):
+        options_schema(NoDefault, skip=VARIANT_ARGUMENTS)

@@ -1,0 +1,35 @@
+"""Rotary position embedding (RoPE), Su et al. 2021.
+
+Each pair of dimensions (2i, 2i+1) of a head vector at position m is rotated by the angle
+m * theta_i with theta_i = base^(-2i / d_head). A query rotated to position m and a key rotated
+to position n then meet through the rotation by n - m only:
+
+    (R_m q) . (R_n k) = q^T R_(n-m) k
+
+so a dot product of rotated vectors depends on content and relative position, never on absolute
+position. Fast pairs (small i) resolve neighbours; slow pairs barely turn over the context and
+carry content matches across long distances.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Rotary(nn.Module):
+    def __init__(self, d_head: int, max_seq_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if d_head % 2 != 0:
+            raise ValueError(f"RoPE needs an even head dimension; got d_head={d_head}")
+        theta = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)
+        angles = torch.arange(max_seq_len, dtype=torch.float64)[:, None] * theta
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """Rotate x (..., T, d_head) as if its first position were `offset`."""
+        seq_len = x.shape[-2]
+        cos = self.cos[offset : offset + seq_len]
+        sin = self.sin[offset : offset + seq_len]
+        even, odd = x[..., 0::2], x[..., 1::2]
+        return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).type_as(x)
