@@ -20,9 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from bench.heads import head_scores
 from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task, validate
 from bench.results import RESULT_FILE, config_hash, environment, write_json_atomic
 from bench.train import train
+from tasks.induction import Induction
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,19 @@ def execute(cfg: DictConfig, progress: bool) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     task = build_task(cfg)
     model = build_model(cfg).to(device)
-    outcome = train(model, task, cfg.train, cfg.seed, device, progress)
+    steps = cfg.train.steps if model.trainable else 0
+    outcome = train(model, task, cfg.train, cfg.seed, device, progress, steps)
+    probe_length = min(task.seq_len, cfg.model.max_seq_len)
+    scores = None
+    if task.vocab_size >= Induction.min_vocab_size:
+        scores = head_scores(model, task.vocab_size, probe_length, torch.Generator().manual_seed(2 * cfg.seed + 1))
     return {
         "status": outcome.status,
         "metrics": vars(outcome.final),
         "curve": outcome.curve,
         "steps_to_target": outcome.steps_to_target,
         "steps_run": outcome.steps_run,
+        "head_scores": scores,
         "n_params": sum(p.numel() for p in model.parameters()),
         "train_time_s": outcome.train_seconds,
         "train_tokens_per_s": outcome.tokens_per_second,

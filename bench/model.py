@@ -63,6 +63,13 @@ class Transformer(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
         self.unembed = nn.Linear(d_model, vocab_size, bias=False)
+        for layer, block in enumerate(self.blocks):
+            block.attention.construct(self, layer)
+
+    @property
+    def trainable(self) -> bool:
+        """False when every attention layer is set by construction and must not be trained."""
+        return any(block.attention.trainable for block in self.blocks)
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.forward_with_attention(tokens, need_weights=False)[0]

@@ -100,8 +100,11 @@ def evaluate(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> Evaluati
     )
 
 
-def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: torch.device, progress: bool) -> Outcome:
-    """Train `model` on `task`; train and eval batches come from disjoint seeds (2 seed, 2 seed + 1)."""
+def train(
+    model: nn.Module, task: Task, train: DictConfig, seed: int, device: torch.device, progress: bool, steps: int
+) -> Outcome:
+    """Train `model` on `task` for up to `steps` steps (0: evaluate only); train and eval batches
+    come from disjoint seeds (2 seed and 2 seed + 1)."""
     train_stream = torch.Generator().manual_seed(2 * seed)
     eval_stream = torch.Generator().manual_seed(2 * seed + 1)
     eval_batches = [
@@ -109,13 +112,24 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
     ]
     optimizer, scheduler = make_optimizer(model, train)
     model.train()
-
-    evaluation = evaluate(model, eval_batches)
-    curve = [curve_point(0, None, scheduler, evaluation)]
-    outcome = Outcome(status="completed", steps_run=0, final=evaluation, curve=curve)
+    outcome = Outcome(status="completed", steps_run=0, final=evaluate(model, eval_batches))
     held = 0
-    bar = tqdm(total=train.steps, disable=not progress, desc=f"{task.name}", unit="step")
-    for step in range(1, train.steps + 1):
+
+    def record_evaluation(step: int, loss: float | None) -> bool:
+        """Evaluate at `step`; True once the target has held long enough to stop."""
+        nonlocal held
+        if step > 0:
+            outcome.final = evaluate(model, eval_batches)
+        outcome.curve.append(curve_point(step, loss, scheduler, outcome.final))
+        reached = train.target_accuracy is not None and outcome.final.accuracy >= train.target_accuracy
+        held = held + 1 if reached else 0
+        if reached and outcome.steps_to_target is None:
+            outcome.steps_to_target = step
+        return held >= train.target_hold
+
+    record_evaluation(0, None)
+    bar = tqdm(total=steps, disable=not progress or steps == 0, desc=task.name, unit="step")
+    for step in range(1, steps + 1):
         started = time.perf_counter()
         inputs, targets = (t.to(device) for t in task.sample(train.batch_size, train_stream))
         loss = train_step(model, optimizer, scheduler, inputs, targets, train.grad_clip).item()
@@ -125,18 +139,12 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
         if not math.isfinite(loss):
             outcome.status = "diverged"
             break
-        if step % train.eval_every == 0 or step == train.steps:
-            evaluation = evaluate(model, eval_batches)
-            curve.append(curve_point(step, loss, scheduler, evaluation))
-            bar.set_postfix(loss=f"{loss:.3f}", eval_acc=f"{evaluation.accuracy:.3f}")
-            reached = train.target_accuracy is not None and evaluation.accuracy >= train.target_accuracy
-            held = held + 1 if reached else 0
-            if reached and outcome.steps_to_target is None:
-                outcome.steps_to_target = step
-            if held >= train.target_hold:
+        if step % train.eval_every == 0 or step == steps:
+            stop = record_evaluation(step, loss)
+            bar.set_postfix(loss=f"{loss:.3f}", eval_acc=f"{outcome.final.accuracy:.3f}")
+            if stop:
                 break
     bar.close()
-    outcome.final = evaluation
     tokens = outcome.steps_run * train.batch_size * task.seq_len
     outcome.tokens_per_second = tokens / outcome.train_seconds if outcome.train_seconds else 0.0
     return outcome

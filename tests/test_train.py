@@ -62,7 +62,7 @@ def test_non_finite_loss_is_recorded_as_diverged(make_config):
         def forward(self, tokens):
             return torch.full((*tokens.shape, 16), float("nan")) * self.weight
 
-    outcome = train(Exploding(), build_task(cfg), cfg.train, seed=0, device=torch.device("cpu"), progress=False)
+    outcome = train(Exploding(), build_task(cfg), cfg.train, seed=0, device=torch.device("cpu"), progress=False, steps=50)
     assert outcome.status == "diverged" and outcome.steps_run == 1
 
 

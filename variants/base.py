@@ -19,6 +19,10 @@ it on the command line, and its keyword-only constructor options become its conf
 
 ``forward`` returns the attention weights (batch, n_heads, T, T), rows summing to 1, only when
 ``need_weights`` is true, so that the training path can use a fused kernel that never forms them.
+
+A variant whose weights are set by construction rather than learned overrides ``construct``,
+which the model calls once it is built (it may set the model's embedding and unembedding too),
+and ``trainable``, which tells the training loop to leave it as constructed.
 """
 from __future__ import annotations
 
@@ -55,6 +59,13 @@ class AttentionVariant(nn.Module):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
+
+    def construct(self, model: nn.Module, layer: int) -> None:
+        """Set weights by construction once `model` is built; this variant is block `layer`."""
+
+    @property
+    def trainable(self) -> bool:
+        return True
 
     def split_heads(self, x: Tensor) -> Tensor:
         """(batch, T, n_heads * d_head) -> (batch, n_heads, T, d_head)"""
