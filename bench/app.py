@@ -8,6 +8,7 @@ non-zero.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from datetime import datetime, timezone
@@ -20,9 +21,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task, run_identity, validate
 from bench.heads import head_scores
-from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task, validate
-from bench.results import RESULT_FILE, config_hash, environment, write_json_atomic
+from bench.results import (
+    RESULT_FILE,
+    config_hash,
+    environment,
+    read_result,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
 from bench.train import train
 from tasks.induction import Induction
 
@@ -30,30 +38,51 @@ log = logging.getLogger(__name__)
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def run(cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str]) -> dict[str, Any]:
-    """Validate, build, train and record one job; returns the final record."""
+def already_done(previous: dict[str, Any] | None, digest: str, cfg: DictConfig) -> bool:
+    """True when resuming and the job's last result, for this same config, need not be redone."""
+    if not cfg.resume or previous is None or previous.get("config_hash") != digest:
+        return False
+    finished_badly = previous.get("status") in ("failed", "diverged")
+    return previous.get("status") == "completed" or (finished_badly and not cfg.rerun_failed)
+
+
+def run(
+    cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str], threads: int | None = None
+) -> dict[str, Any]:
+    """Validate, build, train and record one job (unless resuming finds it done); returns its record.
+
+    `threads` sets torch's thread count for the job (None: leave it as it is).
+    """
     config = OmegaConf.to_container(cfg, resolve=True)
+    digest = config_hash(run_identity(config))
+    result_path = output_dir / RESULT_FILE
+    previous = read_result(result_path)
+    if already_done(previous, digest, cfg):
+        log.info("%s: already %s for this config, skipped (resume=false runs it again)", result_path, previous["status"])
+        return previous
+    if previous is not None and previous.get("config_hash") != digest:
+        log.warning("%s held the result of another config; it is replaced", result_path)
     record: dict[str, Any] = {
         "status": "running",
         "variant": cfg.variant.name,
         "task": cfg.task.name,
         "seed": cfg.seed,
         "config": config,
-        "config_hash": config_hash(config),
+        "config_hash": digest,
         "overrides": overrides,
         "started_at": now(),
         "environment": environment(),
     }
-    result_path = output_dir / RESULT_FILE
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)
     write_json_atomic(result_path, record)
     started = time.perf_counter()
     try:
         validate(cfg)
-        record.update(execute(cfg, progress=single_run and cfg.train.progress))
+        record.update(execute(cfg, progress=single_run and cfg.train.progress, threads=threads))
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         log.error("job failed: %s", record["error"])
@@ -69,9 +98,20 @@ def run(cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str
     return record
 
 
-def execute(cfg: DictConfig, progress: bool) -> dict[str, Any]:
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+def threads_per_job(launcher: DictConfig) -> int:
+    """This machine's cores shared among the jobs the launcher runs at once, so that parallel
+    jobs do not oversubscribe them: joblib runs n_jobs at once, submitit gives cpus_per_task."""
+    cores = os.cpu_count() or 1
+    if launcher.get("cpus_per_task"):
+        return launcher.cpus_per_task
+    n_jobs = launcher.get("n_jobs") or 1
+    parallel = n_jobs if n_jobs > 0 else cores + 1 + n_jobs  # joblib: -1 means every core
+    return max(1, cores // max(1, parallel))
+
+
+def execute(cfg: DictConfig, progress: bool, threads: int | None) -> dict[str, Any]:
+    if threads:
+        torch.set_num_threads(threads)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = build_task(cfg)
@@ -89,6 +129,7 @@ def execute(cfg: DictConfig, progress: bool) -> dict[str, Any]:
         "steps_to_target": outcome.steps_to_target,
         "steps_run": outcome.steps_run,
         "head_scores": scores,
+        "num_threads": torch.get_num_threads(),
         "n_params": sum(p.numel() for p in model.parameters()),
         "train_time_s": outcome.train_seconds,
         "train_tokens_per_s": outcome.tokens_per_second,
@@ -103,5 +144,6 @@ def main(cfg: DictConfig) -> float | None:
         Path(hydra_config.runtime.output_dir),
         single_run=hydra_config.mode == RunMode.RUN,
         overrides=list(hydra_config.overrides.task),
+        threads=cfg.train.num_threads or threads_per_job(hydra_config.launcher),
     )
     return record.get("metrics", {}).get("accuracy")

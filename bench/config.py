@@ -6,6 +6,7 @@ and a misspelt key or a value of the wrong type is an error, never silently igno
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import typing
@@ -67,6 +68,25 @@ class Config:
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    resume: bool = True  # skip a job whose result.json completed with the same config
+    rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
+
+
+# Keys that steer how a job runs, not what it computes: left out of the config hash (and of the
+# job directory names, see hydra.job.config.override_dirname.exclude_keys in conf/config.yaml).
+RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads")
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without its run-control keys: what a job's result depends on."""
+    identity = copy.deepcopy(config)
+    for key in RUN_CONTROL_KEYS:
+        *parents, leaf = key.split(".")
+        node = identity
+        for parent in parents:
+            node = node[parent]
+        node.pop(leaf)
+    return identity
 
 
 def options_schema(cls: type, skip: tuple[str, ...] = ()) -> type:

@@ -36,14 +36,27 @@ def load_results(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         runs.append({"run": run_id, **run_row(record)})
         identity = {key: record.get(key) for key in ("variant", "task", "seed")}
         curves.extend({"run": run_id, **identity, **point} for point in record.get("curve", []))
-    return pd.DataFrame(runs, columns=None if runs else ["run", *RUN_COLUMNS]), pd.DataFrame(curves)
+    runs = pd.DataFrame(runs, columns=None if runs else ["run", *RUN_COLUMNS])
+    kept = latest_per_config(runs)
+    curves = pd.DataFrame(curves)
+    return kept, curves[curves["run"].isin(kept["run"])] if len(curves) else curves
+
+
+def latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per config hash (a sweep re-run into another directory must not count twice):
+    a completed run before any other, then the one that finished last."""
+    if "config_hash" not in runs or runs["config_hash"].isna().all():
+        return runs
+    order = runs.assign(_completed=runs["status"] == "completed").sort_values(["_completed", "finished_at"], na_position="first")
+    hashed = order[order["config_hash"].notna()].drop_duplicates("config_hash", keep="last")
+    return pd.concat([hashed, order[order["config_hash"].isna()]]).drop(columns="_completed").sort_index()
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
     environment = record.get("environment", {})
     row = {key: record.get(key) for key in RUN_COLUMNS}
     row.update({f"final_{key}": value for key, value in record.get("metrics", {}).items()})
-    for key in ("steps_to_target", "steps_run", "n_params", "wall_time_s", "train_tokens_per_s", "error"):
+    for key in ("steps_to_target", "steps_run", "n_params", "wall_time_s", "train_tokens_per_s", "finished_at", "error"):
         row[key] = record.get(key)
     row.update(config_hash=record.get("config_hash"), git_commit=environment.get("git_commit"))
     row.update(flatten(record.get("config", {})))

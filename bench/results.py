@@ -39,6 +39,20 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The record at path, or None where there is none or it cannot be parsed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files that a killed writer left half-written."""
+    for stale in directory.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 

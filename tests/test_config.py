@@ -44,7 +44,7 @@ def test_command_line_sweep_values_replace_the_default_sweep():
 
 
 BAD_INPUTS = [
-    (["variant=nope"], "unknown variant 'nope'; allowed: standard"),
+    (["variant=nope"], f"unknown variant 'nope'; allowed: {', '.join(sorted(VARIANTS))}$"),
     (["task=nope"], "unknown task 'nope'; allowed: copy, induction"),
     (["train.step=5"], "unknown config key 'train.step'; allowed keys in 'train': steps, lr,"),
     (["trian.steps=5"], "unknown config key 'trian.steps'; allowed keys: variant, task, seed"),
