@@ -21,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task, run_identity, validate
+from bench.analysis import length_generalisation, save_attention_example
+from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task, options, run_identity, validate
 from bench.heads import head_scores
 from bench.results import (
     RESULT_FILE,
@@ -82,7 +83,7 @@ def run(
     started = time.perf_counter()
     try:
         validate(cfg)
-        record.update(execute(cfg, progress=single_run and cfg.train.progress, threads=threads))
+        record.update(execute(cfg, output_dir, progress=single_run and cfg.train.progress, threads=threads))
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         log.error("job failed: %s", record["error"])
@@ -109,7 +110,7 @@ def threads_per_job(launcher: DictConfig) -> int:
     return max(1, cores // max(1, parallel))
 
 
-def execute(cfg: DictConfig, progress: bool, threads: int | None) -> dict[str, Any]:
+def execute(cfg: DictConfig, output_dir: Path, progress: bool, threads: int | None) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(cfg.device)
@@ -122,6 +123,10 @@ def execute(cfg: DictConfig, progress: bool, threads: int | None) -> dict[str, A
     scores = None
     if task.vocab_size >= Induction.min_vocab_size:
         scores = head_scores(model, task.vocab_size, probe_length, torch.Generator().manual_seed(2 * cfg.seed + 1))
+    lengths = length_generalisation(
+        model, task, options(cfg.task), list(cfg.analysis.length_factors), cfg.train.eval_batches, cfg.train.batch_size, cfg.seed, device
+    )
+    save_attention_example(model, task, cfg.analysis.attention_positions, cfg.seed, device, output_dir)
     return {
         "status": outcome.status,
         "metrics": vars(outcome.final),
@@ -129,6 +134,7 @@ def execute(cfg: DictConfig, progress: bool, threads: int | None) -> dict[str, A
         "steps_to_target": outcome.steps_to_target,
         "steps_run": outcome.steps_run,
         "head_scores": scores,
+        "length_generalisation": lengths,
         "num_threads": torch.get_num_threads(),
         "n_params": sum(p.numel() for p in model.parameters()),
         "train_time_s": outcome.train_seconds,

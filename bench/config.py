@@ -61,6 +61,12 @@ class TrainConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    length_factors: list[int] = field(default_factory=lambda: [1, 2, 4])
+    attention_positions: int = 64
+
+
+@dataclass
 class Config:
     variant: Any = MISSING
     task: Any = MISSING
@@ -68,6 +74,7 @@ class Config:
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     resume: bool = True  # skip a job whose result.json completed with the same config
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
 
@@ -156,8 +163,18 @@ def validate(cfg: DictConfig) -> None:
             f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="
             f"{cfg.model.max_seq_len}; allowed: seq_len <= max_seq_len"
         )
+    factors = cfg.analysis.length_factors
+    if not factors or min(factors) < 1:
+        raise ConfigError(f"analysis.length_factors={list(factors)} must be a non-empty list of positive integers")
+    if cfg.task.seq_len * max(factors) > cfg.model.max_seq_len:
+        raise ConfigError(
+            f"task.seq_len={cfg.task.seq_len} × {max(factors)} (the longest of analysis.length_factors) exceeds "
+            f"model.max_seq_len={cfg.model.max_seq_len}; allowed: seq_len × factor <= max_seq_len"
+        )
+    check_positive(cfg.analysis, "analysis", ("attention_positions",))
     try:
-        build_task(cfg)
+        for factor in factors:
+            tasks.TASKS[cfg.task.name](**{**options(cfg.task), "seq_len": factor * cfg.task.seq_len})
         with torch.device("meta"):  # runs every constructor check without allocating weights
             build_model(cfg)
     except ValueError as error:

@@ -62,6 +62,9 @@ BAD_INPUTS = [
     (["train.target_accuracy=1.5"], r"must be in \(0, 1\]"),
     (["device=tpu"], "allowed: cpu, cuda, cuda:<index>"),
     (["task=copy,induction"], "is a sweep; add -m"),
+    (["task.seq_len=200"], r"task.seq_len=200 × 4 \(the longest of analysis.length_factors\) exceeds model.max_seq_len=512"),
+    (["analysis.length_factors=[0,2]"], "must be a non-empty list of positive integers"),
+    (["task=copy", "task.variable_length=true", "task.min_len=9", "task.max_len=4"], "1 <= min_len <= max_len"),
 ]
 
 

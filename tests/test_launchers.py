@@ -62,7 +62,7 @@ def test_a_sweep_killed_part_way_completes_when_run_again(tmp_path):
     assert after[finished_first]["finished_at"] == before[finished_first]["finished_at"], "not run twice"
     assert "skipped" in completed.stderr + completed.stdout
     assert not list(sweep_dir.rglob("*.tmp"))
-    assert len(load_results(sweep_dir)[0]) == 3
+    assert len(load_results(sweep_dir).runs) == 3
 
 
 def test_joblib_runs_two_jobs_at_once_sharing_the_cores(tmp_path):

@@ -18,7 +18,7 @@ def result(variant, task, seed, accuracy, status="completed", lr=0.003, **extra)
     if status != "running":
         record.update(
             metrics={"loss": 0.1, "accuracy": accuracy, "exact_match": accuracy / 2},
-            curve=[{"step": 0, "eval_accuracy": 0.1}, {"step": 100, "eval_accuracy": accuracy}],
+            curve=[{"step": 0, "eval_accuracy": 0.1, "eval_loss": 2.0}, {"step": 100, "eval_accuracy": accuracy, "eval_loss": 0.5}],
             steps_to_target=100 if accuracy >= 0.99 else None, steps_run=200, n_params=1000,
             wall_time_s=3.0, train_tokens_per_s=5000.0,
         )  # fmt: skip
@@ -44,7 +44,8 @@ def sweep(tmp_path):
 
 
 def test_every_result_becomes_one_tidy_row(sweep):
-    runs, curves = load_results(sweep)
+    results = load_results(sweep)
+    runs, curves = results.runs, results.curves
     assert len(runs) == 6 and runs["run"].tolist() == ["0", "1", "2", "3", "4", "5"]
     assert runs["status"].tolist() == ["completed", "completed", "completed", "failed", "running", "unreadable"]
     assert runs.loc[0, "train.lr"] == 0.003 and runs.loc[0, "final_accuracy"] == 1.0
@@ -56,18 +57,37 @@ def test_summary_aggregates_over_seeds_and_lists_what_did_not_complete(sweep, tm
     text = report.read_text()
     assert "6 runs: 3 completed, 1 failed, 1 running, 1 unreadable." in text
     assert "| standard  | 0.990 ± 0.014 (n=2) | 0.500 (n=1)" in text
-    assert "| 100 (1/2) |" in text
+    assert "| 100 (1/2)  " in text
     assert "RuntimeError: boom" in text and "JSONDecodeError" in text
-    assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep)[0])
+    assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep).runs)
     assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 6
 
 
+def write_results(directory, records):
+    for index, record in enumerate(records):
+        (directory / str(index)).mkdir(parents=True)
+        (directory / str(index) / "result.json").write_text(json.dumps(record))
+
+
+def test_the_best_swept_learning_rate_is_chosen_and_shown(tmp_path):
+    write_results(tmp_path / "sweep", [
+        result("standard", "copy", seed, accuracy, lr=lr)
+        for seed in (0, 1) for lr, accuracy in ((0.001, 0.6), (0.01, 0.9), (0.1, 0.3))
+    ])  # fmt: skip
+    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
+    assert "| standard  | 0.900 ± 0.000 (n=2) |" in text
+    assert "| standard  | copy   |      0.01 | 0.900 ± 0.000 (n=2)" in text
+    assert "0.600" not in text.split("## Learning curves")[0]
+
+
 def test_a_swept_setting_gets_its_own_row(tmp_path):
-    for index, lr in enumerate([0.001, 0.01]):
-        (tmp_path / str(index)).mkdir()
-        (tmp_path / str(index) / "result.json").write_text(json.dumps(result("standard", "copy", 0, 0.9 + index / 20, lr=lr)))
-    text = write_report(tmp_path, tmp_path / "out").read_text()
-    assert "| standard train.lr=0.001 | 0.900 (n=1) |" in text and "| standard train.lr=0.01  | 0.950 (n=1) |" in text
+    records = [result("standard", "copy", 0, 0.9), result("standard", "copy", 0, 0.95)]
+    records[1]["config"]["model"] = {"d_model": 128}
+    records[0]["config"]["model"] = {"d_model": 64}
+    records[1]["config_hash"] = "another config"
+    write_results(tmp_path / "sweep", records)
+    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
+    assert "| standard model.d_model=64  | 0.900 (n=1) |" in text and "| standard model.d_model=128 | 0.950 (n=1) |" in text
 
 
 def test_command_line(sweep, tmp_path, capsys):

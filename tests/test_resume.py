@@ -62,6 +62,7 @@ def test_a_config_reported_twice_counts_once(make_config, tiny, tmp_path):
     cfg = make_config(*tiny, *QUICK)
     run(cfg, tmp_path / "first", single_run=False, overrides=[])
     run(cfg, tmp_path / "copy_of_it", single_run=False, overrides=[])
-    runs, curves = load_results(tmp_path)
+    results = load_results(tmp_path)
+    runs, curves = results.runs, results.curves
     assert len(runs) == 1 and runs["run"].tolist() == ["copy_of_it"]
     assert set(curves["run"]) == {"copy_of_it"}

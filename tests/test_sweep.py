@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from bench.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,3 +49,17 @@ def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
     assert f"report: {report.relative_to(tmp_path)}" in completed.stdout
     assert "RuntimeError: kaboom" in report.read_text()
     assert (tmp_path / "reports" / "sweep" / "results.parquet").exists()
+    assert "The sweep asked for 4 jobs; 0 have no result yet." in report.read_text()
+
+
+def test_a_partial_sweep_reports_what_is_missing(tmp_path):
+    quick = ["train.steps=10", "train.eval_every=10", "model.d_model=16", "model.n_heads=2", "train.batch_size=8"]
+    subprocess.run(
+        [sys.executable, "-m", "bench", "-m", "variant=standard", "task=copy", "seed=0,1,2", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    lost = next((tmp_path / "sweep").glob("*seed=1*"))
+    shutil.rmtree(lost)
+    text = write_report(tmp_path / "sweep", tmp_path / "partial").read_text()
+    assert "2 runs: 2 completed." in text and "The sweep asked for 3 jobs; 1 have no result yet." in text
+    assert f"| {lost.name} |" in text
