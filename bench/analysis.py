@@ -38,7 +38,7 @@ def save_attention_example(model: nn.Module, task: Task, positions: int, seed: i
     tokens = tokens[:, :positions].to(device)
     was_training = model.training
     model.eval()
-    _, weights = model.forward_with_attention(tokens)
+    weights = model.attention_patterns(tokens)
     model.train(was_training)
     path = directory / ATTENTION_FILE
     with atomic_path(path) as temporary:

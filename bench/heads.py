@@ -27,7 +27,7 @@ def head_scores(model: nn.Module, vocab_size: int, seq_len: int, generator: torc
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    _, weights = model.forward_with_attention(tokens.to(device))
+    weights = model.attention_patterns(tokens.to(device))
     model.train(was_training)
     n = (probe.seq_len - 1) // 2
     second_copy = torch.zeros_like(targets, dtype=torch.bool)

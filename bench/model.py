@@ -76,6 +76,14 @@ class Transformer(nn.Module):
 
     def forward_with_attention(self, tokens: Tensor, need_weights: bool = True) -> tuple[Tensor, list[Tensor]]:
         """Logits (batch, T, vocab) and, if asked, each layer's weights (batch, n_heads, T, T)."""
+        x, weights = self.residual_stream(tokens, need_weights)
+        return self.unembed(self.final_norm(x)), weights
+
+    def attention_patterns(self, tokens: Tensor) -> list[Tensor]:
+        """Each layer's attention weights (batch, n_heads, T, T), without computing the logits."""
+        return self.residual_stream(tokens, need_weights=True)[1]
+
+    def residual_stream(self, tokens: Tensor, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
         x = self.embed(tokens)
         if self.positions is not None:
             x = x + self.positions.weight[: tokens.shape[1]]
@@ -84,4 +92,4 @@ class Transformer(nn.Module):
             x, layer_weights = block(x, need_weights)
             if need_weights:
                 weights.append(layer_weights)
-        return self.unembed(self.final_norm(x)), weights
+        return x, weights

@@ -13,7 +13,7 @@ class FixedPattern(nn.Module):
         self.offsets = offsets
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward_with_attention(self, tokens):
+    def attention_patterns(self, tokens):
         batch, seq_len = tokens.shape
         n = (seq_len - 1) // 2
         layers = []
@@ -22,7 +22,7 @@ class FixedPattern(nn.Module):
             keys = torch.where(keys >= 0, keys, torch.arange(seq_len))
             pattern = nn.functional.one_hot(keys, seq_len).float()
             layers.append(pattern.expand(batch, 1, seq_len, seq_len))
-        return None, layers
+        return layers
 
 
 def test_scores_of_ideal_previous_token_duplicate_and_induction_heads():

@@ -16,13 +16,17 @@ import torch
 from torch import Tensor, nn
 
 
+def rotary_frequencies(d_head: int, base: float) -> Tensor:
+    """theta_i = base^(-2i / d_head) of each pair i, fastest first, in float64 on the CPU."""
+    return base ** (-torch.arange(0, d_head, 2, dtype=torch.float64, device="cpu") / d_head)
+
+
 class Rotary(nn.Module):
     def __init__(self, d_head: int, max_seq_len: int, base: float = 10000.0) -> None:
         super().__init__()
         if d_head % 2 != 0:
             raise ValueError(f"RoPE needs an even head dimension; got d_head={d_head}")
-        theta = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)
-        angles = torch.arange(max_seq_len, dtype=torch.float64)[:, None] * theta
+        angles = torch.arange(max_seq_len, dtype=torch.float64, device="cpu")[:, None] * rotary_frequencies(d_head, base)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
