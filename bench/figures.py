@@ -94,3 +94,36 @@ def head_scores(heads: pd.DataFrame, path: Path) -> Path:
 
 def chance_level(vocab_size: float) -> float:
     return 1 / vocab_size if vocab_size and not math.isnan(vocab_size) else 0.0
+
+
+def speed(timings: pd.DataFrame, path: Path) -> Path:
+    """Median time against T on log-log axes, one panel per mode, with an O(T^2) guide line."""
+    grid = sns.relplot(
+        data=timings, x="T", y="median_ms", hue="variant", col="mode", kind="line", marker="o",
+        palette=variant_palette(list(timings["variant"].unique())), height=3.2, aspect=1.2,
+    )  # fmt: skip
+    for mode, axis in grid.axes_dict.items():
+        rows = timings[timings["mode"] == mode]
+        lengths = sorted(rows["T"].unique())
+        if len(lengths) > 1:
+            anchor = rows[rows["T"] == lengths[-1]]["median_ms"].max()
+            axis.plot(lengths, [anchor * (t / lengths[-1]) ** 2 for t in lengths], color="grey", linestyle=":", label="O(T²)")
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+    grid.set_axis_labels("sequence length T (tokens)", "median time (ms)")
+    grid.set_titles("{col_name}")
+    return save(grid.figure, path)
+
+
+def throughput(timings: pd.DataFrame, ceiling: float | None, path: Path) -> Path:
+    grid = sns.relplot(
+        data=timings, x="T", y="gflops_per_s", hue="variant", col="mode", kind="line", marker="o",
+        palette=variant_palette(list(timings["variant"].unique())), height=3.2, aspect=1.2,
+    )  # fmt: skip
+    for axis in grid.axes.flat:
+        axis.set_xscale("log", base=2)
+        if ceiling:
+            axis.axhline(ceiling, color="grey", linestyle=":", label="matmul ceiling")
+    grid.set_axis_labels("sequence length T (tokens)", "GFLOP/s")
+    grid.set_titles("{col_name}: achieved GFLOP/s (dotted: this machine's float32 matmul)")
+    return save(grid.figure, path)

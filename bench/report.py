@@ -34,6 +34,9 @@ from bench.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS, ConfigError
 from bench.results import RESULT_FILE, atomic_path
 
 REPORTS_DIR = Path("reports")
+# Written by the speed suite (`python -m pytest benchmarks/test_speed.py --benchmark-json=...`).
+SPEED_FILE = REPORTS_DIR / "speed.json"
+REFERENCE = "sdpa (reference)"
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 HEAD_SCORES = ["previous_token", "duplicate_token", "induction"]
 # Config columns that place a run in a sweep, or steer how it ran, rather than settings to compare.
@@ -227,6 +230,56 @@ def length_blocks(results: Results, done: pd.DataFrame, figure_dir: Path) -> lis
     ]
 
 
+def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:
+    """(timings, matmul ceiling in GFLOP/s, machine info) from a pytest-benchmark JSON file."""
+    data = json.loads(Path(path).read_text())
+    rows, ceiling = [], None
+    for benchmark in data.get("benchmarks", []):
+        info, median = benchmark.get("extra_info", {}), benchmark["stats"]["median"]
+        if info.get("mode") == "matmul":
+            ceiling = info["flops"] / median / 1e9
+        elif {"variant", "T", "mode"} <= info.keys():
+            rows.append({
+                "variant": info["variant"], "mode": info["mode"], "T": info["T"], "batch": info.get("batch"),
+                "median_ms": median * 1e3, "iqr_ms": benchmark["stats"]["iqr"] * 1e3,
+                "gflops_per_s": info["flops"] / median / 1e9 if info.get("flops") else None,
+                "tokens_per_s": info.get("tokens_per_s"), "peak_memory_mb": (info.get("peak_memory_bytes") or 0) / 2**20,
+            })  # fmt: skip
+    machine = {**data.get("machine_info", {}), "datetime": data.get("datetime")}
+    return pd.DataFrame(rows), ceiling, machine
+
+
+def speed_blocks(speed_file: Path | None, figure_dir: Path) -> list[Block]:
+    if speed_file is None or not Path(speed_file).exists():
+        return []
+    timings, ceiling, machine = load_speed(speed_file)
+    if timings.empty:
+        return []
+    reference = timings[timings["variant"] == REFERENCE].set_index(["mode", "T"])["median_ms"]
+    layers = timings[timings["mode"] != "train_step"].copy()
+    layers["vs_sdpa"] = [row.median_ms / reference.get((row.mode, row.T), float("nan")) for row in layers.itertuples()]
+    layers["of_ceiling"] = layers["gflops_per_s"] / ceiling if ceiling else float("nan")
+    layers["cell"] = [
+        f"{row.median_ms:.2f} ms ({row.vs_sdpa:.2f}× sdpa, {row.of_ceiling:.0%} of peak)" for row in layers.itertuples()
+    ]
+    table = layers.pivot_table(index=["mode", "variant"], columns="T", values="cell", aggfunc="first").reset_index()
+    steps = timings[timings["mode"] == "train_step"][["variant", "T", "batch", "median_ms", "iqr_ms", "tokens_per_s"]]
+    blocks: list[Block] = [
+        f"From {Path(speed_file).name}, measured {machine.get('datetime', '?')} on "
+        f"{machine.get('cpu', {}).get('brand_raw', machine.get('machine', '?'))}: one attention layer, forward and "
+        "forward + backward, at a fixed number of tokens per batch; median over rounds. Each cell: median time "
+        "(ratio to raw scaled_dot_product_attention with the same projections; share of this machine's float32 "
+        f"matmul ceiling{f' of {ceiling:.1f} GFLOP/s' if ceiling else ''}).",
+        table,
+        Figure(figures.speed(layers, figure_dir / "speed.png"), "Median time against T, log-log, with an O(T²) guide."),
+    ]
+    if layers["gflops_per_s"].notna().any():
+        blocks.append(Figure(figures.throughput(layers, ceiling, figure_dir / "gflops.png"), "Achieved GFLOP/s against T."))
+    if len(steps):
+        blocks += ["One full training step of the default model through the framework:", steps.round(2)]
+    return blocks
+
+
 def expected_jobs(sweep_dir: Path) -> list[str] | None:
     """The job directories the sweep's command asked for, from its multirun.yaml; None if unknown."""
     saved = Path(sweep_dir) / "multirun.yaml"
@@ -266,7 +319,7 @@ def provenance(results: Results) -> pd.DataFrame:
     return pd.DataFrame({"": list(rows), "value": list(rows.values())})
 
 
-def build_sections(results: Results, sweep_dir: Path, figure_dir: Path) -> list[tuple[str, list[Block]]]:
+def build_sections(results: Results, sweep_dir: Path, figure_dir: Path, speed_file: Path | None) -> list[tuple[str, list[Block]]]:
     runs = results.runs
     done = runs[runs["status"] == "completed"]
     counts = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
@@ -287,12 +340,16 @@ def build_sections(results: Results, sweep_dir: Path, figure_dir: Path) -> list[
     sections.append(("Length generalisation", length_blocks(results, done, figure_dir)))
     sections.append(("Attention patterns", attention_blocks(results, done, sweep_dir, figure_dir)))
     sections.append(("Head scores", head_blocks(results, figure_dir)))
+    sections.append(("Speed", speed_blocks(speed_file, figure_dir)))
     unfinished = runs[runs["status"] != "completed"]
     if len(unfinished):
         columns = [c for c in ["run", *RUN_COLUMNS, "error"] if c in unfinished]
         sections.append(("Runs that did not complete", ["Failed and diverged runs with their error; running ones may still finish.", unfinished[columns]]))
     if missing:
-        sections.append(("Missing jobs", ["Asked for by the sweep, with no result.json yet:", pd.DataFrame({"job": missing})]))
+        sections.append(("Missing jobs", [
+            "Asked for by the sweep (a glob expanded over the variants and tasks registered now), with no result.json yet:",
+            pd.DataFrame({"job": missing}),
+        ]))  # fmt: skip
     sections.append(("Provenance", [provenance(results)]))
     return [(title, blocks) for title, blocks in sections if blocks]
 
@@ -342,7 +399,7 @@ def write_tables(results: Results, out_dir: Path) -> None:
             table.to_csv(temporary, index=False)
 
 
-def write_report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+def write_report(sweep_dir: Path, out_dir: Path | None = None, speed_file: Path | None = SPEED_FILE) -> Path:
     """Write the tables, figures, report.md and report.html for sweep_dir; returns report.md."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -353,7 +410,7 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     figure_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(sweep_dir)
     write_tables(results, out_dir)
-    sections = build_sections(results, sweep_dir, figure_dir)
+    sections = build_sections(results, sweep_dir, figure_dir, speed_file)
     title = f"Sweep {name}"
     with atomic_path(out_dir / "report.html") as temporary:
         temporary.write_text(html_page(title, sections))
@@ -367,10 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a directory with result.json files below it")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<sweep name>)")
+    parser.add_argument("--speed", type=Path, default=SPEED_FILE, help=f"speed-suite JSON (default: {SPEED_FILE})")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"no sweep directory at {args.sweep_dir}")
-    print(f"report: {write_report(args.sweep_dir, args.out)}")
+    print(f"report: {write_report(args.sweep_dir, args.out, args.speed)}")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,25 @@ def test_command_line(sweep, tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
         main([str(tmp_path / "missing")])
     assert raised.value.code == 2
+
+
+def test_the_speed_section_gives_ratios_to_sdpa_and_to_the_machine_ceiling(sweep, tmp_path):
+    def timing(variant, mode, T, median, flops=None):
+        info = {"variant": variant, "mode": mode, "T": T, "batch": 4096 // T, "flops": flops, "tokens_per_s": 4096 / median}
+        return {"stats": {"median": median, "iqr": median / 10}, "extra_info": info}
+
+    speed = {
+        "machine_info": {"cpu": {"brand_raw": "Test CPU"}}, "datetime": "2026-11-22T20:00:00",
+        "benchmarks": [
+            {"stats": {"median": 1.0, "iqr": 0.0}, "extra_info": {"mode": "matmul", "flops": 50e9}},
+            timing("sdpa (reference)", "forward_backward", 256, 0.010, 1e8),
+            timing("standard", "forward_backward", 256, 0.011, 1e8),
+            timing("standard", "train_step", 64, 0.02),
+        ],
+    }  # fmt: skip
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    text = write_report(sweep, tmp_path / "out", speed_file=tmp_path / "speed.json").read_text()
+    assert "matmul ceiling of 50.0 GFLOP/s" in text and "Test CPU" in text
+    assert "11.00 ms (1.10× sdpa, 18% of peak)" in text
+    assert (tmp_path / "out" / "figures" / "speed.png").exists() and (tmp_path / "out" / "figures" / "gflops.png").exists()
+    assert "## Speed" not in write_report(sweep, tmp_path / "none", speed_file=tmp_path / "missing.json").read_text()
