@@ -86,7 +86,7 @@ def test_random_codes_follow_the_seed_and_one_hot_codes_are_fixed():
 
 def test_rotary_frequencies_are_those_of_the_rotary_embedding():
     variant = VARIANTS["handcoded_induction"](16, 1, 32, head_dim=16)
-    torch.testing.assert_close(Rotary(16, 32).cos[1].double(), variant.frequencies.cos())
+    torch.testing.assert_close(Rotary(16, 32).rotation[1].angle().double(), variant.frequencies, rtol=1e-6, atol=1e-6)
 
 
 REFUSED = [

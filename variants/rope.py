@@ -22,18 +22,19 @@ def rotary_frequencies(d_head: int, base: float) -> Tensor:
 
 
 class Rotary(nn.Module):
+    """Pair (2i, 2i+1) read as the complex number x_2i + i x_(2i+1): the rotation by m theta_i is
+    one multiplication by e^(i m theta_i), a single fused kernel forward and backward."""
+
     def __init__(self, d_head: int, max_seq_len: int, base: float = 10000.0) -> None:
         super().__init__()
         if d_head % 2 != 0:
             raise ValueError(f"RoPE needs an even head dimension; got d_head={d_head}")
         angles = torch.arange(max_seq_len, dtype=torch.float64, device="cpu")[:, None] * rotary_frequencies(d_head, base)
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("rotation", torch.polar(torch.ones_like(angles), angles).to(torch.complex64), persistent=False)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """Rotate x (..., T, d_head) as if its first position were `offset`."""
-        seq_len = x.shape[-2]
-        cos = self.cos[offset : offset + seq_len]
-        sin = self.sin[offset : offset + seq_len]
-        even, odd = x[..., 0::2], x[..., 1::2]
-        return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).type_as(x)
+        """Rotate x (..., T, d_head) as if its first position were `offset`; float32 at least."""
+        real = x if x.dtype == torch.float64 else x.float()  # complex32 has too few kernels
+        pairs = torch.view_as_complex(real.reshape(*x.shape[:-1], -1, 2))
+        rotated = pairs * self.rotation[offset : offset + x.shape[-2]]
+        return torch.view_as_real(rotated).flatten(-2).type_as(x)

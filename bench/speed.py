@@ -1,0 +1,116 @@
+"""What the speed suite measures: one attention layer at a fixed number of tokens per batch,
+its FLOPs and its memory, for every registered variant and a raw-SDPA reference.
+
+    FLOPs    torch.utils.flop_counter on the layer's explicit path (need_weights=True), which
+             runs the same matmuls as the fused path but in ops the counter can see
+    memory   on CUDA the allocator's peak; on CPU, where no allocator peak is kept, the bytes
+             autograd keeps for backward (activations), the term that grows as T^2 when a
+             variant stores T x T temporaries
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from variants import VARIANTS
+from variants.base import AttentionVariant
+
+D_MODEL, N_HEADS = 128, 4  # d_head 32
+TOKENS_PER_BATCH = 16384
+REFERENCE = "sdpa (reference)"
+MODES = ("forward", "forward_backward")
+
+
+class RawSDPA(AttentionVariant):
+    """The practical ceiling for standard attention: the same projections around torch's fused
+    kernel, without RoPE. Not registered (no `name`): a reference, not a variant."""
+
+    def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
+        super().__init__(d_model, n_heads, max_seq_len)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        q, k, v = (self.split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
+        if not need_weights:
+            return self.out(self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))), None
+        scores = q @ k.transpose(-2, -1) / self.d_head**0.5
+        weights = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+        return self.out(self.merge_heads(weights @ v)), weights
+
+
+def attention_layer(name: str, max_seq_len: int, device: torch.device) -> AttentionVariant:
+    torch.manual_seed(0)
+    layer = RawSDPA if name == REFERENCE else VARIANTS[name]
+    return layer(D_MODEL, N_HEADS, max_seq_len).to(device)
+
+
+def batch_size(seq_len: int) -> int:
+    return max(1, TOKENS_PER_BATCH // seq_len)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def workload(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device, need_weights: bool = False) -> Callable[[], None]:
+    """A function that runs the layer once (and its backward for forward_backward), synchronised."""
+    x = torch.randn(batch_size(seq_len), seq_len, D_MODEL, device=device, requires_grad=mode == "forward_backward")
+
+    def forward() -> None:
+        with torch.no_grad():
+            layer(x, need_weights)
+        synchronize(device)
+
+    def forward_backward() -> None:
+        layer(x, need_weights)[0].sum().backward()
+        synchronize(device)
+
+    return forward if mode == "forward" else forward_backward
+
+
+def count_flops(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> int:
+    run = workload(layer, seq_len, mode, device, need_weights=True)
+    with FlopCounterMode(display=False) as counter:
+        run()
+    layer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def memory_bytes(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> int:
+    """CUDA: peak allocated during one run. CPU: bytes of the tensors saved for backward."""
+    run = workload(layer, seq_len, mode, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        return torch.cuda.max_memory_allocated(device)
+    if mode == "forward":
+        return 0
+    storages: dict[int, int] = {}
+
+    def keep(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        run()
+    layer.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
+def matmul_workload(size: int, device: torch.device) -> tuple[Callable[[], None], int]:
+    """A large float32 matmul, the machine's practical ceiling, and its FLOPs (2 n^3)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+
+    def run() -> None:
+        torch.mm(a, b)
+        synchronize(device)
+
+    return run, 2 * size**3
