@@ -127,3 +127,22 @@ def throughput(timings: pd.DataFrame, ceiling: float | None, path: Path) -> Path
     grid.set_axis_labels("sequence length T (tokens)", "GFLOP/s")
     grid.set_titles("{col_name}: achieved GFLOP/s (dotted: this machine's float32 matmul)")
     return save(grid.figure, path)
+
+
+def loud_mismatch(table: pd.DataFrame, path: Path) -> Path:
+    """Dot-product and Gram scores of loud mismatched keys against their magnitude, with the true
+    match's scores as reference lines."""
+    loud = table[table["key"] == "loud mismatch"].melt(
+        id_vars="magnitude", value_vars=["dot_product", "gram_score"], var_name="score", value_name="value"
+    )
+    match = table[table["key"] == "true match"].iloc[0]
+    figure, axis = plt.subplots(figsize=(5.5, 3.4))
+    sns.lineplot(data=loud, x="magnitude", y="value", hue="score", marker="o", ax=axis)
+    for column, colour in (("dot_product", sns.color_palette()[0]), ("gram_score", sns.color_palette()[1])):
+        axis.axhline(match[column], color=colour, linestyle=":", linewidth=1)
+    axis.set_xscale("log")
+    axis.set_yscale("symlog", linthresh=0.1)
+    axis.set_xlabel("magnitude of the mismatched key (log)")
+    axis.set_ylabel("score (symlog)")
+    axis.set_title("Loud mismatches: the dot product stays at 0.1, the Gram score falls as −m²", fontsize=9)
+    return save(figure, path)

@@ -31,6 +31,7 @@ from bench import figures
 from bench.analysis import ATTENTION_FILE
 from bench.cli import job_override_lists
 from bench.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS, ConfigError
+from bench.loud_mismatch import loud_mismatch_table
 from bench.results import RESULT_FILE, atomic_path
 
 REPORTS_DIR = Path("reports")
@@ -230,6 +231,19 @@ def length_blocks(results: Results, done: pd.DataFrame, figure_dir: Path) -> lis
     ]
 
 
+def loud_mismatch_blocks(done: pd.DataFrame, figure_dir: Path) -> list[Block]:
+    if "triple" not in set(done["variant"]):
+        return []
+    table = loud_mismatch_table()
+    return [
+        "The seed's analysis, from the triple variant's own scoring function: query plane q = e1, r = e2; "
+        "the true match (q + r)/√2 lies in the plane; a loud mismatch is a key of magnitude m orthogonal to "
+        "it plus 0.1 q. Scores unscaled, as in the seed.",
+        table,
+        Figure(figures.loud_mismatch(table, figure_dir / "loud_mismatch.png"), "Scores against the mismatched key's magnitude (dotted: the true match)."),
+    ]
+
+
 def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:
     """(timings, matmul ceiling in GFLOP/s, machine info) from a pytest-benchmark JSON file."""
     data = json.loads(Path(path).read_text())
@@ -340,6 +354,7 @@ def build_sections(results: Results, sweep_dir: Path, figure_dir: Path, speed_fi
     sections.append(("Length generalisation", length_blocks(results, done, figure_dir)))
     sections.append(("Attention patterns", attention_blocks(results, done, sweep_dir, figure_dir)))
     sections.append(("Head scores", head_blocks(results, figure_dir)))
+    sections.append(("Triple-product: loud mismatches", loud_mismatch_blocks(done, figure_dir)))
     sections.append(("Speed", speed_blocks(speed_file, figure_dir)))
     unfinished = runs[runs["status"] != "completed"]
     if len(unfinished):

@@ -3,9 +3,10 @@ its FLOPs and its memory, for every registered variant and a raw-SDPA reference.
 
     FLOPs    torch.utils.flop_counter on the layer's explicit path (need_weights=True), which
              runs the same matmuls as the fused path but in ops the counter can see
-    memory   on CUDA the allocator's peak; on CPU, where no allocator peak is kept, the bytes
-             autograd keeps for backward (activations), the term that grows as T^2 when a
-             variant stores T x T temporaries
+    memory   the peak of bytes allocated during one run above the level before it: on CUDA the
+             allocator's own peak; on CPU, which keeps none, replayed from the allocation and free
+             events of torch's profiler (activations, what autograd keeps for backward,
+             temporaries, gradients; not memory that libraries such as MKL allocate themselves)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from variants import VARIANTS
@@ -82,26 +84,31 @@ def count_flops(layer: AttentionVariant, seq_len: int, mode: str, device: torch.
     return counter.get_total_flops()
 
 
+def peak_allocated_bytes(run: Callable[[], None]) -> int:
+    """The peak, above the level at the start, of CPU bytes allocated while `run` runs."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        run()
+    level = peak = 0
+    for event in profiler.profiler.kineto_results.events():  # in the order they happened
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU:
+            level += event.nbytes()  # negative for a free
+            peak = max(peak, level)
+    return peak
+
+
 def memory_bytes(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> int:
-    """CUDA: peak allocated during one run. CPU: bytes of the tensors saved for backward."""
+    """Peak bytes allocated during one run of the layer, above the level before it."""
     run = workload(layer, seq_len, mode, device)
     if device.type == "cuda":
+        synchronize(device)
+        start = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         run()
-        return torch.cuda.max_memory_allocated(device)
-    if mode == "forward":
-        return 0
-    storages: dict[int, int] = {}
-
-    def keep(tensor: Tensor) -> Tensor:
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        run()
+        peak = torch.cuda.max_memory_allocated(device) - start
+    else:
+        peak = peak_allocated_bytes(run)
     layer.zero_grad(set_to_none=True)
-    return sum(storages.values())
+    return peak
 
 
 def matmul_workload(size: int, device: torch.device) -> tuple[Callable[[], None], int]:

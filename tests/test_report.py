@@ -118,3 +118,12 @@ def test_the_speed_section_gives_ratios_to_sdpa_and_to_the_machine_ceiling(sweep
     assert "11.00 ms (1.10× sdpa, 18% of peak)" in text
     assert (tmp_path / "out" / "figures" / "speed.png").exists() and (tmp_path / "out" / "figures" / "gflops.png").exists()
     assert "## Speed" not in write_report(sweep, tmp_path / "none", speed_file=tmp_path / "missing.json").read_text()
+
+
+def test_the_loud_mismatch_table_appears_where_the_triple_variant_ran(tmp_path):
+    write_results(tmp_path / "with", [result("triple", "copy", 0, 0.9)])
+    text = write_report(tmp_path / "with", tmp_path / "out").read_text()
+    assert "## Triple-product: loud mismatches" in text and "-10000" in text
+    assert (tmp_path / "out" / "figures" / "loud_mismatch.png").exists()
+    write_results(tmp_path / "without", [result("standard", "copy", 0, 0.9)])
+    assert "loud mismatches" not in write_report(tmp_path / "without", tmp_path / "out2").read_text()

@@ -1,0 +1,38 @@
+"""The seed's loud-mismatch table, reproduced from the triple variant's scoring function."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+import variants.triple as triple
+from bench.loud_mismatch import MAGNITUDES, loud_mismatch_table, main
+
+
+def test_the_table_matches_the_seed():
+    table = loud_mismatch_table()
+    assert list(table.columns) == ["key", "magnitude", "dot_product", "gram_score"]
+    match, loud = table.iloc[0], table.iloc[1:]
+    assert match.key == "true match" and match.dot_product == pytest.approx(1 / math.sqrt(2))
+    assert match.gram_score == pytest.approx(0, abs=1e-12)
+    assert list(loud.magnitude) == list(MAGNITUDES)
+    assert loud.dot_product.tolist() == pytest.approx([0.1] * len(MAGNITUDES))  # blind to the magnitude
+    assert loud.gram_score.tolist() == pytest.approx([-(m**2) for m in MAGNITUDES], rel=1e-12)
+
+
+def test_the_table_comes_from_the_variants_scoring_function(monkeypatch):
+    monkeypatch.setattr(triple, "gram_scores", lambda q, k, r: 2 * (q @ k.T))
+    assert loud_mismatch_table().gram_score.tolist() == pytest.approx([math.sqrt(2)] + [0.2] * len(MAGNITUDES))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".md"])
+def test_the_command_writes_csv_or_markdown(tmp_path, suffix):
+    path = tmp_path / "out" / f"loud{suffix}"
+    main(["--out", str(path)])
+    if suffix == ".csv":
+        pd.testing.assert_frame_equal(pd.read_csv(path), loud_mismatch_table())
+    else:
+        header, _, *rows = path.read_text().splitlines()
+        assert [cell.strip() for cell in header.strip("|").split("|")] == ["key", "magnitude", "dot_product", "gram_score"]
+        assert len(rows) == 1 + len(MAGNITUDES) and "-10000.0000" in rows[-1]
