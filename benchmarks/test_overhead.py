@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task
-from bench.train import make_optimizer, train_step
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench.core.train import make_optimizer, train_step
 from tasks import IGNORE_INDEX
 
 MAX_OVERHEAD = 1.2

@@ -16,11 +16,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
 from bench.speed import (
     N_HEADS, D_MODEL, REFERENCE, attention_layer, batch_size, count_flops, matmul_workload, memory_bytes, synchronize, workload,
 )  # fmt: skip
-from bench.train import make_optimizer, train_step
+from bench.core.train import make_optimizer, train_step
 from variants import VARIANTS
 
 TIME_PER_BENCHMARK = 2.0  # seconds of timed rounds aimed at, within [MIN_ROUNDS, MAX_ROUNDS]

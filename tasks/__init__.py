@@ -2,9 +2,9 @@
 import importlib
 import pkgutil
 
-from tasks.base import IGNORE_INDEX, TASKS, Task
+from tasks.base import IGNORE_INDEX, SPLITS, TASKS, Batch, Task
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["IGNORE_INDEX", "TASKS", "Task"]
+__all__ = ["IGNORE_INDEX", "SPLITS", "TASKS", "Batch", "Task"]

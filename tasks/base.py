@@ -1,35 +1,65 @@
 """The contract every task generator meets.
 
-A task makes batches of (inputs, targets), both int64 of shape (batch, seq_len), from a seeded
-``torch.Generator``: nothing is read from disk, and the same generator state gives the same batch.
-``targets[b, i]`` is the token that should follow ``inputs[b, :i + 1]``, or ``IGNORE_INDEX`` where
-the context does not determine it; loss and accuracy count only the other positions.
+A task makes a ``Batch`` from a seeded ``torch.Generator``: nothing is read from disk, and the
+same generator state gives the same batch.
+
+    inputs   (batch, T) int64   the tokens the model reads
+    targets  (batch, T) int64   the label of each position, IGNORE_INDEX where it is not scored;
+                                for most tasks the token that follows inputs[:, :i + 1]
+    slices   name -> (batch, T) int64, a property of each scored position that the generator
+             knows because it planted it (induction: the gap back to the earlier occurrence),
+             so that the report can break accuracy down by it, as Zoology does by key-value pairs
+
+Labels come from what the generator planted, never from the answer: whether position i is
+scored depends on inputs[:, :i + 1] and on the plant, not on the token to predict.
 
 Subclass ``Task`` with a ``name`` and it is registered: ``task=<name>`` selects it, and its
 keyword-only constructor options (``seq_len``, ``vocab_size`` and its own) become its config keys.
+A task also states its chance level, its content tokens, the fixed offsets at which its answer
+always lies (none for most), and the options that set its difficulty. A task with a finite data
+set returns its whole training set from ``train_set`` and draws validation and test sets from
+held-out examples in ``evaluation_set``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from plugin import register
+
 IGNORE_INDEX = -100
+SPLITS = ("validation", "test")
 
 TASKS: dict[str, type[Task]] = {}
+
+
+@dataclass
+class Batch:
+    inputs: Tensor
+    targets: Tensor
+    slices: dict[str, Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.inputs.to(device), self.targets.to(device), {k: v.to(device) for k, v in self.slices.items()})
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
 
 
 class Task:
     name: ClassVar[str]
     min_vocab_size: ClassVar[int] = 2
+    # Options that set the task's difficulty: the axes the report plots accuracy against.
+    difficulty_axes: ClassVar[tuple[str, ...]] = ("seq_len", "vocab_size")
+    # False for tasks whose label is not the next input token (e.g. predicting the previous one).
+    predicts_next_token: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            if cls.name in TASKS:
-                raise TypeError(f"task name '{cls.name}' is registered twice")
-            TASKS[cls.name] = cls
+        register(TASKS, "task", cls)
 
     def __init__(self, *, seq_len: int, vocab_size: int) -> None:
         if seq_len < 2:
@@ -42,8 +72,34 @@ class Task:
         self.seq_len = seq_len
         self.vocab_size = vocab_size
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """A training batch drawn from `generator`."""
         raise NotImplementedError
+
+    def evaluation_set(self, split: str, size: int, generator: torch.Generator) -> Batch:
+        """The held-out `split` ("validation" or "test"): `size` sequences drawn from the split's own
+        stream. A task with a finite data set returns its held-out examples of that split instead."""
+        return self.sample(size, generator)
+
+    def train_set(self) -> Batch | None:
+        """The whole training set of a task with a finite data set; None for a generator."""
+        return None
+
+    @property
+    def chance_accuracy(self) -> float:
+        """Accuracy of the best guess that ignores the context: 1 / the number of possible answers."""
+        return 1 / self.vocab_size
+
+    @property
+    def content_tokens(self) -> range:
+        """Tokens that appear as plain content (not markers or BOS): what a probe may draw from."""
+        return range(self.vocab_size)
+
+    @property
+    def fixed_offsets(self) -> tuple[int, ...]:
+        """Distances back at which the answer's source always lies (fixed copy: half the length).
+        Head-score probes avoid repeat periods near them, so that position cannot pass as content."""
+        return ()
 
 
 def uniform_fraction(batch_size: int, generator: torch.Generator) -> Tensor:

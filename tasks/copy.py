@@ -13,16 +13,16 @@ separator ``|`` (token vocab-1); background tokens fill the rest. Seq_len 12, vo
     inputs   7  5  $  2  6  9  |  2  6  9 11  4
     targets  .  .  .  .  .  .  2  6  9  .  .  .
 
-Exact match asks for every scored token of a sequence to be right.
+Exact match asks for every scored token of a sequence to be right. Every copied position is
+scored: the markers (or the fixed split) determine the answer. Slices: ``length``, the string's
+length, and ``index``, the position of the predicted token in the copy.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
-from torch import Tensor
-
-from tasks.base import IGNORE_INDEX, Task, uniform_fraction
+from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction
 
 
 class Copy(Task):
@@ -55,7 +55,19 @@ class Copy(Task):
         self.start_token = vocab_size - 2
         self.separator_token = vocab_size - 1
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    @property
+    def chance_accuracy(self) -> float:
+        return 1 / len(self.content_tokens)
+
+    @property
+    def content_tokens(self) -> range:
+        return range(self.vocab_size - 2 if self.variable_length else self.vocab_size)
+
+    @property
+    def fixed_offsets(self) -> tuple[int, ...]:
+        return () if self.variable_length else (self.seq_len // 2,)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         if self.variable_length:
             return self._sample_variable(batch_size, generator)
         half = self.seq_len // 2
@@ -63,9 +75,10 @@ class Copy(Task):
         inputs = torch.cat([string, string], dim=1)
         targets = torch.full_like(inputs, IGNORE_INDEX)
         targets[:, half - 1 : -1] = string
-        return inputs, targets
+        index = (torch.arange(self.seq_len) - half + 1).expand(batch_size, -1)
+        return Batch(inputs, targets, {"length": torch.full_like(inputs, half), "index": index})
 
-    def _sample_variable(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def _sample_variable(self, batch_size: int, generator: torch.Generator) -> Batch:
         content_vocab = self.vocab_size - 2
         tokens = torch.randint(0, content_vocab, (batch_size, self.seq_len), generator=generator)
         span = self.max_len - self.min_len + 1
@@ -82,4 +95,4 @@ class Copy(Task):
         predicts_copy = (position >= separator) & (position < separator + length)
         next_tokens = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
         targets = torch.where(predicts_copy, next_tokens, IGNORE_INDEX)
-        return tokens, targets
+        return Batch(tokens, targets, {"length": length.expand(-1, self.seq_len), "index": position - separator})

@@ -2,17 +2,23 @@
 
 ``layout=gaps`` (default, for training and scoring): a random-token background after [BOS]
 (token 0), with a segment copied forward to a random later place, so no fixed offset finds the
-earlier occurrence. A position is scored only where its token occurred earlier and every earlier
-occurrence was followed by the token that comes next (Sanford et al. 2024, arXiv:2408.14332).
-Seq_len 12, vocab 10, segment ``4 7 2`` repeated after a gap of 2 (``.`` = ignored target):
+earlier occurrence. Only the planted copy is scored: position i of the copy (predicting the next
+copied token) counts unless the context up to i makes the answer ambiguous, that is unless some
+earlier occurrence of token i was followed by another token than the planted one (after Sanford
+et al. 2024, arXiv:2408.14332). Chance repeats in the background are never scored, and nothing
+after position i decides whether i is scored. Seq_len 12, vocab 10, segment ``4 7 2`` planted at
+1 and copied to 6, a gap of 5 (``.`` = not scored):
 
     inputs   0  4  7  2  5  9  4  7  2  8  1  3
     targets  .  .  .  .  .  .  7  2  .  .  .  .
 
-(at ``2`` the next token is 8, not the 5 that followed it before: not determined, not scored).
+(the copy's last token ``2`` predicts ``8``, which the plant does not determine: not scored).
+Slices: ``gap``, the distance back to the planted source, and ``segment_index``, the position of
+the current token in the copy (0 for its first token). ``n_repeats`` splits the sequence after
+[BOS] into that many equal windows, each with its own segment and copy.
 
-``layout=repeat`` is the classic probe used for head scores: [BOS] + R + R with R random,
-scored on the second copy wherever R's token is unambiguous.
+``layout=repeat`` is the classic probe: [BOS] + R + R with R random, scored on the second copy
+(unless ambiguous by the same rule); the gap is always len(R).
 
     inputs   0  4  7  2  5  4  7  2  5
     targets  .  .  .  .  .  7  2  5  .
@@ -22,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tasks.base import IGNORE_INDEX, Task, uniform_fraction
+from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction
 
 BOS = 0
 LAYOUTS = ("gaps", "repeat")
@@ -31,6 +37,7 @@ LAYOUTS = ("gaps", "repeat")
 class Induction(Task):
     name = "induction"
     min_vocab_size = 3
+    difficulty_axes = ("seq_len", "vocab_size", "max_segment")
 
     def __init__(
         self,
@@ -45,56 +52,80 @@ class Induction(Task):
         super().__init__(seq_len=seq_len, vocab_size=vocab_size)
         if layout not in LAYOUTS:
             raise ValueError(f"task.layout='{layout}' is unknown; allowed: {', '.join(LAYOUTS)}")
-        longest = (seq_len - 1) // 2
-        if layout == "gaps" and not 1 <= min_segment <= max_segment <= longest:
-            raise ValueError(
-                f"task.min_segment={min_segment}, task.max_segment={max_segment} must satisfy "
-                f"1 <= min_segment <= max_segment <= {longest} (a segment and its copy after [BOS] "
-                f"in seq_len={seq_len})"
-            )
         if n_repeats < 1:
             raise ValueError(f"task.n_repeats={n_repeats} must be at least 1")
+        window = (seq_len - 1) // n_repeats
+        if layout == "gaps" and not 1 <= min_segment <= max_segment <= window // 2:
+            raise ValueError(
+                f"task.min_segment={min_segment}, task.max_segment={max_segment} must satisfy "
+                f"1 <= min_segment <= max_segment <= {window // 2} (a segment and its copy in each of the "
+                f"task.n_repeats={n_repeats} windows after [BOS] in seq_len={seq_len})"
+            )
         self.layout = layout
         self.min_segment = min_segment
         self.max_segment = max_segment
         self.n_repeats = n_repeats
+        self.window = window
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    @property
+    def chance_accuracy(self) -> float:
+        return 1 / (self.vocab_size - 1)
+
+    @property
+    def content_tokens(self) -> range:
+        return range(1, self.vocab_size)
+
+    @property
+    def fixed_offsets(self) -> tuple[int, ...]:
+        return ((self.seq_len - 1) // 2,) if self.layout == "repeat" else ()
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         tokens = torch.randint(1, self.vocab_size, (batch_size, self.seq_len), generator=generator)
         tokens[:, 0] = BOS
         if self.layout == "repeat":
-            length = (self.seq_len - 1) // 2
-            tokens[:, 1 + length : 1 + 2 * length] = tokens[:, 1 : 1 + length]
+            half = (self.seq_len - 1) // 2
+            plants = [(torch.full((batch_size, 1), 1), torch.full((batch_size, 1), 1 + half), torch.full((batch_size, 1), half))]
         else:
-            for _ in range(self.n_repeats):
-                tokens = self._copy_segment_forward(tokens, generator)
-        return tokens, determined_successors(tokens)
+            plants = [self._draw_plant(batch_size, 1 + repeat * self.window, generator) for repeat in range(self.n_repeats)]
+        for source, copy, length in plants:
+            tokens = plant(tokens, source, copy, length)
+        return planted_labels(tokens, plants)
 
-    def _copy_segment_forward(self, tokens: Tensor, generator: torch.Generator) -> Tensor:
-        batch_size, seq_len = tokens.shape
+    def _draw_plant(self, batch_size: int, window_start: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(source, copy, length), each (batch, 1): a segment and a later copy inside one window."""
         span = self.max_segment - self.min_segment + 1
         length = self.min_segment + (uniform_fraction(batch_size, generator) * span).long()[:, None]
-        source = 1 + (uniform_fraction(batch_size, generator)[:, None] * (seq_len - 2 * length)).long()
+        source = window_start + (uniform_fraction(batch_size, generator)[:, None] * (self.window - 2 * length + 1)).long()
         earliest_copy = source + length
-        copy = earliest_copy + (uniform_fraction(batch_size, generator)[:, None] * (seq_len - length - earliest_copy + 1)).long()
-        position = torch.arange(seq_len)[None, :]
-        in_copy = (position >= copy) & (position < copy + length)
-        return tokens.gather(1, torch.where(in_copy, source + position - copy, position))
+        latest_copy = window_start + self.window - length
+        copy = earliest_copy + (uniform_fraction(batch_size, generator)[:, None] * (latest_copy - earliest_copy + 1)).long()
+        return source, copy, length
 
 
-def determined_successors(tokens: Tensor) -> Tensor:
-    """Next-token targets where the context determines them, IGNORE_INDEX elsewhere.
+def plant(tokens: Tensor, source: Tensor, copy: Tensor, length: Tensor) -> Tensor:
+    """tokens with the segment [source, source + length) written again at [copy, copy + length)."""
+    position = torch.arange(tokens.shape[1])[None, :]
+    in_copy = (position >= copy) & (position < copy + length)
+    return tokens.gather(1, torch.where(in_copy, source + position - copy, position))
 
-    Position i is determined when its token occurred at some j < i and every such occurrence was
-    followed by tokens[i + 1].
-    """
-    seq_len = tokens.shape[1]
-    current, successor = tokens[:, :-1], tokens[:, 1:]
-    earlier = torch.ones(seq_len - 1, seq_len - 1, dtype=torch.bool, device=tokens.device).tril(-1)
-    same_token = (current[:, :, None] == current[:, None, :]) & earlier
-    same_successor = successor[:, :, None] == successor[:, None, :]
-    seen = same_token.any(dim=-1)
-    consistent = ~(same_token & ~same_successor).any(dim=-1)
+
+def planted_labels(tokens: Tensor, plants: list[tuple[Tensor, Tensor, Tensor]]) -> Batch:
+    """Targets and slices from the plants: position i of a copy that predicts the next copied token
+    is scored unless an earlier occurrence of tokens[i] was followed by another token than the
+    plant's. Everything read lies at or before i, so later tokens never decide whether i counts."""
+    batch_size, seq_len = tokens.shape
+    position = torch.arange(seq_len)[None, :]
     targets = torch.full_like(tokens, IGNORE_INDEX)
-    targets[:, :-1] = torch.where(seen & consistent, successor, IGNORE_INDEX)
-    return targets
+    gap, segment_index = torch.zeros_like(tokens), torch.zeros_like(tokens)
+    # earlier[b, i, j]: position j < i holds token i's token; successor[b, j] = tokens[b, j + 1]
+    earlier = (tokens[:, :, None] == tokens[:, None, :]) & torch.ones(seq_len, seq_len, dtype=torch.bool).tril(-1)
+    successor = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], IGNORE_INDEX)], dim=1)
+    for source, copy, length in plants:
+        predicts_copy = (position >= copy) & (position < copy + length - 1)
+        planted_answer = tokens.gather(1, (source + position - copy + 1).clamp(0, seq_len - 1))
+        disagreeing = earlier & (successor[:, None, :] != planted_answer[:, :, None])
+        scored = predicts_copy & ~disagreeing.any(dim=-1)
+        targets = torch.where(scored, planted_answer, targets)
+        gap = torch.where(predicts_copy, (copy - source).expand_as(tokens), gap)
+        segment_index = torch.where(predicts_copy, position - copy, segment_index)
+    return Batch(tokens, targets, {"gap": gap, "segment_index": segment_index})

@@ -4,7 +4,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from bench.config import CONF_DIR, CONFIG_NAME
+from bench.core.config import CONF_DIR, CONFIG_NAME
+
+# The shared tiny configuration (conf/debug/tiny.yaml), as a user would add it on the command line.
+TINY = ("+debug=tiny",)
 
 
 @pytest.fixture
@@ -21,4 +24,4 @@ def make_config():
 @pytest.fixture
 def tiny() -> tuple[str, ...]:
     """Overrides for a small, quick model and training run."""
-    return ("model.d_model=32", "model.n_heads=2", "train.batch_size=16", "train.eval_batches=2", "train.progress=false")
+    return TINY

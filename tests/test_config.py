@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import check_command_line
-from bench.config import ConfigError, build_model, build_task, validate
+from bench.core.config import ConfigError, build_model, build_task, validate
 from tasks import TASKS
 from variants import VARIANTS
 
@@ -35,8 +35,8 @@ def test_task_options_are_config_keys(make_config):
     assert build_task(cfg).variable_length and build_task(cfg).seq_len == 64
 
 
-def test_the_default_sweep_covers_every_variant_both_tasks_and_two_seeds():
-    assert check_command_line([], multirun=True) == len(VARIANTS) * 2 * 2
+def test_the_default_sweep_covers_three_variants_both_tasks_and_three_seeds():
+    assert check_command_line([], multirun=True) == 3 * 2 * 3
 
 
 def test_command_line_sweep_values_replace_the_default_sweep():
@@ -45,7 +45,7 @@ def test_command_line_sweep_values_replace_the_default_sweep():
 
 BAD_INPUTS = [
     (["variant=nope"], f"unknown variant 'nope'; allowed: {', '.join(sorted(VARIANTS))}$"),
-    (["task=nope"], "unknown task 'nope'; allowed: copy, induction"),
+    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted(TASKS))}"),
     (["train.step=5"], "unknown config key 'train.step'; allowed keys in 'train': steps, lr,"),
     (["trian.steps=5"], "unknown config key 'trian.steps'; allowed keys: variant, task, seed"),
     (["variant.rope_bse=2"], "unknown config key 'variant.rope_bse'; allowed keys in 'variant': name, rope_base"),
@@ -55,15 +55,16 @@ BAD_INPUTS = [
     (["task.seq_len=1024"], "task.seq_len=1024 exceeds the model's context model.max_seq_len=512"),
     (["task.vocab_size=1"], "task.vocab_size=1 is too small for task 'copy'"),
     (["task=induction", "task.vocab_size=2"], "needs at least 3"),
-    (["train.steps=0"], "train.steps=0 must be positive"),
-    (["train.steps=-3"], "train.steps=-3 must be positive"),
-    (["train.lr=0"], "train.lr=0.0 must be positive"),
-    (["train.batch_size=0"], "train.batch_size=0 must be positive"),
-    (["train.target_accuracy=1.5"], r"must be in \(0, 1\]"),
+    (["train.steps=0"], r"train.steps=0 is out of range; allowed: \[1, 1000000000\]"),
+    (["train.steps=-3"], "train.steps=-3 is out of range"),
+    (["train.lr=0"], r"train.lr=0.0 is out of range; allowed: \(0, 10\]"),
+    (["train.batch_size=0"], r"train.batch_size=0 is out of range; allowed: \[1, 1048576\]"),
+    (["train.target_accuracy=1.5"], r"train.target_accuracy=1.5 is out of range; allowed: \(0, 1\]"),
     (["device=tpu"], "allowed: cpu, cuda, cuda:<index>"),
     (["task=copy,induction"], "is a sweep; add -m"),
-    (["task.seq_len=200"], r"task.seq_len=200 × 4 \(the longest of analysis.length_factors\) exceeds model.max_seq_len=512"),
-    (["analysis.length_factors=[0,2]"], "must be a non-empty list of positive integers"),
+    (["task.seq_len=200"], r"task.seq_len=200 × 4 \(the longest of analysis.length_generalisation.factors\) exceeds model.max_seq_len=512"),
+    (["analysis.length_generalisation.factors=[0,2]"], r"analysis.length_generalisation.factors=\[0, 2\] is out of range; allowed: \[1, 64\]"),
+    (["analysis.length_generalisation.factors=[]"], "must name at least one factor"),
     (["task=copy", "task.variable_length=true", "task.min_len=9", "task.max_len=4"], "1 <= min_len <= max_len"),
 ]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.app import run
+from bench.core.job import run
 
 pytestmark = pytest.mark.slow
 
@@ -15,4 +15,4 @@ def test_one_layer_learns_the_seeds_fixed_copy_within_1000_steps(make_config, tm
     )  # fmt: skip
     record = run(cfg, tmp_path, single_run=False, overrides=[])
     assert record["status"] == "completed"
-    assert record["metrics"]["accuracy"] >= 0.97 and record["steps_to_target"] <= 1000
+    assert record["metrics"]["test"]["accuracy"] >= 0.97 and record["steps_to_target"]["test"] <= 1000

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import variants.triple as triple
-from bench.loud_mismatch import MAGNITUDES, loud_mismatch_table, main
+from analyses.loud_mismatch import MAGNITUDES, loud_mismatch_table
+from bench.experiments.loud_mismatch import main
 
 
 def test_the_table_matches_the_seed():

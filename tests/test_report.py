@@ -1,4 +1,5 @@
-"""The data layer of the report: result files -> tidy tables -> Markdown summary."""
+"""The report's data layer and protocol: result files -> tidy tables -> one set of selected runs ->
+the Markdown summary, with test-set numbers and 95% intervals."""
 from __future__ import annotations
 
 import json
@@ -6,101 +7,163 @@ import json
 import pandas as pd
 import pytest
 
-from bench.report import load_results, main, write_report
+from analyses.statistics import describe, interval
+from bench.report.__main__ import main
+from bench.report.build import write_report
+from bench.report.figures import carried_forward
+from bench.report.tables import load_results, select_runs, swept_settings
 
 
-def result(variant, task, seed, accuracy, status="completed", lr=0.003, **extra):
+def result(variant, task, seed, test, status="completed", lr=0.003, validation=None, **extra):
+    validation = test if validation is None else validation
     record = {
         "status": status, "variant": variant, "task": task, "seed": seed,
         "config": {"seed": seed, "variant": {"name": variant}, "task": {"name": task, "seq_len": 32}, "train": {"lr": lr, "target_accuracy": 0.99}},
-        "config_hash": f"{variant}{task}{seed}{lr}", "environment": {"git_commit": "abc123"},
+        "config_hash": f"{variant}{task}{seed}{lr}", "environment": {"git_commit": "abc123"}, "finished_at": f"2026-11-23T00:00:{seed:02d}",
     }  # fmt: skip
-    if status != "running":
+    if status in ("completed", "diverged"):
         record.update(
-            metrics={"loss": 0.1, "accuracy": accuracy, "exact_match": accuracy / 2},
-            curve=[{"step": 0, "eval_accuracy": 0.1, "eval_loss": 2.0}, {"step": 100, "eval_accuracy": accuracy, "eval_loss": 0.5}],
-            steps_to_target=100 if accuracy >= 0.99 else None, steps_run=200, n_params=1000,
-            wall_time_s=3.0, train_tokens_per_s=5000.0,
+            metrics={"validation": {"loss": 1 - validation, "accuracy": validation, "exact_match": validation / 2},
+                     "test": {"loss": 1 - test, "accuracy": test, "exact_match": test / 2}},
+            curve=[{"step": 0, "test_accuracy": 0.1, "test_loss": 2.0}, {"step": 100, "test_accuracy": test, "test_loss": 0.5}],
+            steps_to_target={"validation": 100 if validation >= 0.99 else None, "test": 100 if test >= 0.99 else None},
+            steps_run=200, n_params=1000, chance_accuracy=0.0625, wall_time_s=3.0, train_tokens_per_s=5000.0,
         )  # fmt: skip
     record.update(extra)
     return record
 
 
+def write_results(directory, records):
+    for name, record in (records.items() if isinstance(records, dict) else enumerate(records)):
+        (directory / str(name)).mkdir(parents=True)
+        (directory / str(name) / "result.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    return directory
+
+
 @pytest.fixture
 def sweep(tmp_path):
-    records = {
+    return write_results(tmp_path / "sweep", {
         "0": result("standard", "copy", 0, 1.0),
         "1": result("standard", "copy", 1, 0.98),
         "2": result("standard", "induction", 0, 0.5),
         "3": result("standard", "induction", 1, 0.0, status="failed", error="RuntimeError: boom"),
         "4": result("standard", "induction", 2, 0.0, status="running"),
-    }
-    for name, record in records.items():
-        (tmp_path / "sweep" / name).mkdir(parents=True)
-        (tmp_path / "sweep" / name / "result.json").write_text(json.dumps(record))
-    (tmp_path / "sweep" / "5").mkdir()
-    (tmp_path / "sweep" / "5" / "result.json").write_text('{"status": "compl')
-    return tmp_path / "sweep"
+        "5": '{"status": "compl',
+        "6": "[1, 2, 3]",
+    })  # fmt: skip
 
 
-def test_every_result_becomes_one_tidy_row(sweep):
-    results = load_results(sweep)
-    runs, curves = results.runs, results.curves
-    assert len(runs) == 6 and runs["run"].tolist() == ["0", "1", "2", "3", "4", "5"]
-    assert runs["status"].tolist() == ["completed", "completed", "completed", "failed", "running", "unreadable"]
-    assert runs.loc[0, "train.lr"] == 0.003 and runs.loc[0, "final_accuracy"] == 1.0
-    assert len(curves) == 2 * 4 and set(curves.columns) >= {"run", "variant", "task", "seed", "step", "eval_accuracy"}
+def test_every_result_becomes_one_tidy_row_and_unreadable_files_are_named(sweep):
+    runs = load_results(sweep).runs
+    assert runs["run"].tolist() == ["0", "1", "2", "3", "4", "5", "6"]
+    assert runs["status"].tolist() == ["completed", "completed", "completed", "failed", "running", "unreadable", "unreadable"]
+    assert runs.loc[0, "train.lr"] == 0.003 and runs.loc[0, "test_accuracy"] == 1.0 and runs.loc[0, "validation_accuracy"] == 1.0
 
 
-def test_summary_aggregates_over_seeds_and_lists_what_did_not_complete(sweep, tmp_path):
-    report = write_report(sweep, tmp_path / "out")
-    text = report.read_text()
-    assert "6 runs: 3 completed, 1 failed, 1 running, 1 unreadable." in text
-    assert "| standard  | 0.990 ± 0.014 (n=2) | 0.500 (n=1)" in text
+def test_the_interval_is_students_t_over_seeds_and_bounded_to_accuracy():
+    result = interval([0.9, 0.8, 0.7], bounds=None)
+    assert result.mean == pytest.approx(0.8) and result.half_width == pytest.approx(4.302653 * 0.1 / 3**0.5, rel=1e-5)
+    assert describe([1.0, 0.98]) == "0.990 [0.863, 1.000] (n=2)"
+    assert describe([0.5]) == "0.500 (n=1)" and describe([]) == "—"
+
+
+def test_the_summary_gives_test_accuracy_with_its_interval_and_lists_what_did_not_complete(sweep, tmp_path):
+    text = write_report(sweep, tmp_path / "out").read_text()
+    assert "7 runs from 1 sweep: 3 completed, 2 unreadable, 1 failed, 1 running." in text
+    assert "| standard  | 0.990 [0.863, 1.000] (n=2) | 0.500 (n=1)" in text
     assert "| 100 (1/2)  " in text
-    assert "RuntimeError: boom" in text and "JSONDecodeError" in text
+    assert "RuntimeError: boom" in text and "could not be read as a JSON object" in text
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep).runs)
-    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 6
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 7
 
 
-def write_results(directory, records):
-    for index, record in enumerate(records):
-        (directory / str(index)).mkdir(parents=True)
-        (directory / str(index) / "result.json").write_text(json.dumps(record))
-
-
-def test_the_best_swept_learning_rate_is_chosen_and_shown(tmp_path):
-    write_results(tmp_path / "sweep", [
-        result("standard", "copy", seed, accuracy, lr=lr)
-        for seed in (0, 1) for lr, accuracy in ((0.001, 0.6), (0.01, 0.9), (0.1, 0.3))
+def test_the_learning_rate_is_chosen_on_validation_and_every_number_is_on_test(tmp_path):
+    # lr 0.01 has the better validation accuracy and the worse test accuracy: it is chosen all the same
+    sweep = write_results(tmp_path / "sweep", [
+        result("standard", "copy", seed, test, lr=lr, validation=validation)
+        for seed in (0, 1) for lr, validation, test in ((0.001, 0.7, 0.95), (0.01, 0.9, 0.6), (0.1, 0.3, 0.3))
     ])  # fmt: skip
-    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
-    assert "| standard  | 0.900 ± 0.000 (n=2) |" in text
-    assert "| standard  | copy   |      0.01 | 0.900 ± 0.000 (n=2)" in text
-    assert "0.600" not in text.split("## Learning curves")[0]
+    selection = select_runs(load_results(sweep).runs)
+    assert selection.selected["train.lr"].unique().tolist() == [0.01] and len(selection.selected) == 2
+    text = write_report(sweep, tmp_path / "out").read_text()
+    summary = text.split("## Learning curves")[0]
+    assert "| standard  | 0.600 [0.600, 0.600] (n=2) |" in summary and "0.950" not in summary
+
+
+def test_a_diverged_seed_counts_against_its_learning_rate_and_is_never_averaged_in(tmp_path):
+    sweep = write_results(tmp_path / "sweep", [
+        result("standard", "copy", 0, 0.99, lr=0.1), result("standard", "copy", 1, 0.5, lr=0.1, status="diverged"),
+        result("standard", "copy", 0, 0.9, lr=0.01), result("standard", "copy", 1, 0.9, lr=0.01),
+    ])  # fmt: skip
+    selection = select_runs(load_results(sweep).runs)
+    rates = selection.learning_rates.set_index("train.lr")
+    assert rates.loc[0.1, "validation_accuracy"] == pytest.approx(0.495) and rates.loc[0.1, "diverged"] == 1
+    assert selection.selected["train.lr"].tolist() == [0.01, 0.01]
+    assert "diverged" in write_report(sweep, tmp_path / "out").read_text().split("## Runs that did not complete")[1]
+
+
+def test_options_of_one_variant_only_are_not_swept_settings(tmp_path):
+    standard, triple = result("standard", "copy", 0, 0.9), result("triple", "copy", 0, 0.8)
+    standard["config"]["variant"]["rope_base"] = 10000.0
+    triple["config"]["variant"].update(rope_base=10000.0, learnable_temperature=False)
+    runs = load_results(write_results(tmp_path / "sweep", [standard, triple])).runs
+    assert swept_settings(runs) == []
+    assert select_runs(runs).selected["setting"].tolist() == ["standard", "triple"]
 
 
 def test_a_swept_setting_gets_its_own_row(tmp_path):
     records = [result("standard", "copy", 0, 0.9), result("standard", "copy", 0, 0.95)]
-    records[1]["config"]["model"] = {"d_model": 128}
     records[0]["config"]["model"] = {"d_model": 64}
+    records[1]["config"]["model"] = {"d_model": 128}
     records[1]["config_hash"] = "another config"
-    write_results(tmp_path / "sweep", records)
-    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
     assert "| standard model.d_model=64  | 0.900 (n=1) |" in text and "| standard model.d_model=128 | 0.950 (n=1) |" in text
+
+
+def test_learning_curves_hold_a_stopped_runs_last_value_so_the_mean_keeps_its_seeds():
+    curves = pd.DataFrame({
+        "run": ["a", "a", "b", "b", "b"], "setting": "standard", "variant": "standard", "task": "copy", "seed": [0, 0, 1, 1, 1],
+        "step": [0, 100, 0, 100, 200], "test_accuracy": [0.1, 1.0, 0.1, 0.5, 0.9],
+    })  # fmt: skip
+    extended = carried_forward(curves, "test_accuracy")
+    assert extended.groupby("step")["run"].nunique().tolist() == [2, 2, 2]
+    assert extended[(extended["run"] == "a") & (extended["step"] == 200)]["test_accuracy"].item() == 1.0
+
+
+def test_several_sweeps_make_one_report_and_a_config_run_twice_counts_once(tmp_path):
+    first = write_results(tmp_path / "a", [result("standard", "copy", 0, 0.9), result("standard", "copy", 1, 0.8)])
+    second = write_results(tmp_path / "b", [result("standard", "copy", 1, 0.8), result("triple", "copy", 0, 0.7)])
+    runs = load_results(first, second).runs
+    assert len(runs) == 3 and sorted(runs["variant"]) == ["standard", "standard", "triple"]
+    text = write_report([first, second], tmp_path / "out").read_text()
+    assert "3 runs from 2 sweeps" in text and "| standard  | 0.850 [0.215, 1.000] (n=2) |" in text
 
 
 def test_command_line(sweep, tmp_path, capsys):
     main([str(sweep), "--out", str(tmp_path / "cli")])
-    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'cli' / 'report.md'}"
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'cli' / 'report.md'}" in out and str(tmp_path / "cli" / "report.html") in out
+    main([str(sweep)])
+    assert (sweep / "report" / "report.md").exists(), "by default a report goes beside the results it describes"
     with pytest.raises(SystemExit) as raised:
         main([str(tmp_path / "missing")])
     assert raised.value.code == 2
+    with pytest.raises(SystemExit):
+        main([str(sweep), str(sweep)])  # several sweeps need --out
 
 
-def test_the_speed_section_gives_ratios_to_sdpa_and_to_the_machine_ceiling(sweep, tmp_path):
+def test_nothing_from_a_run_can_turn_into_markup(tmp_path):
+    hostile = result("standard", "copy", 0, 0.0, status="failed", error="<script>alert(1)</script> | [x](http://evil) *bold*")
+    text = write_report(write_results(tmp_path / "sweep", [hostile]), tmp_path / "out").read_text()
+    assert r"\<script\>alert(1)\</script\> \| [x]\(http://evil) \*bold\*" in text
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_speed_section_uses_only_the_reports_own_variants(sweep, tmp_path):
     def timing(variant, mode, T, median, flops=None):
-        info = {"variant": variant, "mode": mode, "T": T, "batch": 4096 // T, "flops": flops, "tokens_per_s": 4096 / median}
+        info = {"variant": variant, "mode": mode, "T": T, "batch": 4096 // T, "flops": flops, "tokens_per_s": 4096 / median,
+                "flops_source": "formula"}  # fmt: skip
         return {"stats": {"median": median, "iqr": median / 10}, "extra_info": info}
 
     speed = {
@@ -109,21 +172,13 @@ def test_the_speed_section_gives_ratios_to_sdpa_and_to_the_machine_ceiling(sweep
             {"stats": {"median": 1.0, "iqr": 0.0}, "extra_info": {"mode": "matmul", "flops": 50e9}},
             timing("sdpa (reference)", "forward_backward", 256, 0.010, 1e8),
             timing("standard", "forward_backward", 256, 0.011, 1e8),
+            timing("alibi", "forward_backward", 256, 0.012, 1e8),
             timing("standard", "train_step", 64, 0.02),
         ],
     }  # fmt: skip
     (tmp_path / "speed.json").write_text(json.dumps(speed))
     text = write_report(sweep, tmp_path / "out", speed_file=tmp_path / "speed.json").read_text()
     assert "matmul ceiling of 50.0 GFLOP/s" in text and "Test CPU" in text
-    assert "11.00 ms (1.10× sdpa, 18% of peak)" in text
+    assert "11.00 ms (1.10× sdpa, 18% of peak)" in text and "alibi" not in text, "alibi did not run in this sweep"
     assert (tmp_path / "out" / "figures" / "speed.png").exists() and (tmp_path / "out" / "figures" / "gflops.png").exists()
-    assert "## Speed" not in write_report(sweep, tmp_path / "none", speed_file=tmp_path / "missing.json").read_text()
-
-
-def test_the_loud_mismatch_table_appears_where_the_triple_variant_ran(tmp_path):
-    write_results(tmp_path / "with", [result("triple", "copy", 0, 0.9)])
-    text = write_report(tmp_path / "with", tmp_path / "out").read_text()
-    assert "## Triple-product: loud mismatches" in text and "-10000" in text
-    assert (tmp_path / "out" / "figures" / "loud_mismatch.png").exists()
-    write_results(tmp_path / "without", [result("standard", "copy", 0, 0.9)])
-    assert "loud mismatches" not in write_report(tmp_path / "without", tmp_path / "out2").read_text()
+    assert "## Speed" not in write_report(sweep, tmp_path / "none").read_text(), "no speed file of its own: no speed section"

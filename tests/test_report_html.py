@@ -9,13 +9,12 @@ import shutil
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.app import run
-from bench.config import CONF_DIR, CONFIG_NAME
+from bench.core.job import run
+from bench.core.config import CONF_DIR, CONFIG_NAME
 from bench.report import write_report
-from bench.results import write_json_atomic
+from bench.core.results import write_json_atomic
 
-TINY = ["model.d_model=16", "model.n_heads=2", "train.batch_size=8", "train.eval_batches=1", "train.steps=20",
-        "train.eval_every=10", "train.progress=false", "variant=standard"]  # fmt: skip
+TINY = ["+debug=tiny", "train.eval_batches=1", "train.steps=20", "train.eval_every=10", "variant=standard"]
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +32,17 @@ def report(tmp_path_factory):
 
 def test_every_section_is_there(report):
     text = report.read_text()
-    for heading in ("Overview", "Summary", "Learning curves", "Length generalisation", "Attention patterns",
-                    "Head scores", "Runs that did not complete", "Provenance"):  # fmt: skip
+    for heading in ("Overview", "Summary", "Learning curves", "Accuracy by slice", "Length generalisation", "Attention patterns",
+                    "Head scores", "Composition scores", "Runs that did not complete", "Provenance"):  # fmt: skip
         assert f"\n## {heading}\n" in text
-    assert "5 runs: 4 completed, 1 running." in text
+    assert "5 runs from 1 sweep: 4 completed, 1 running." in text
     assert "| standard  | copy   |" in text and "L1H1" in text and "2× training length" in text
 
 
 def test_markdown_figures_exist_and_html_embeds_each_one(report):
     linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", report.read_text())
-    assert len(linked) == 6  # accuracy and loss curves, length generalisation, head scores, attention × 2 tasks
+    # summary, accuracy and loss curves, slices, length generalisation, attention × 2 tasks, head scores, composition × 2 tasks
+    assert len(linked) == 10
     for path in linked:
         assert (report.parent / path).read_bytes().startswith(b"\x89PNG")
     page = (report.parent / "report.html").read_text()
@@ -76,5 +76,5 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
         title = driver.title
     finally:
         driver.quit()
-    assert len(images) == 6 and all(complete and width > 100 and height > 100 for complete, width, height in images)
+    assert len(images) == 10 and all(complete and width > 100 and height > 100 for complete, width, height in images)
     assert errors == [] and title.startswith("Sweep ")

@@ -2,14 +2,19 @@
 again only when asked; unfinished ones always run again; stale half-written files are removed."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.app import run
-from bench.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS
-from bench.report import load_results
-from bench.results import write_json_atomic
+from bench.core.job import run
+from bench.core.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS, register_configs
+from bench.report.tables import load_results
+from bench.core.results import working_tree_dirty, write_json_atomic
+from variants import VARIANTS
 
 QUICK = ("train.steps=20", "train.eval_every=10")
 
@@ -33,7 +38,7 @@ def test_failed_jobs_run_again_only_when_asked(make_config, tiny, tmp_path, monk
         raise MemoryError("simulated")
 
     with monkeypatch.context() as patch:
-        patch.setattr("bench.app.train", out_of_memory)
+        patch.setattr("bench.core.job.train", out_of_memory)
         failed = run(make_config(*tiny, *QUICK), tmp_path, single_run=False, overrides=[])
     assert failed["status"] == "failed"
     assert run(make_config(*tiny, *QUICK), tmp_path, single_run=False, overrides=[]) == failed
@@ -66,3 +71,64 @@ def test_a_config_reported_twice_counts_once(make_config, tiny, tmp_path):
     runs, curves = results.runs, results.curves
     assert len(runs) == 1 and runs["run"].tolist() == ["copy_of_it"]
     assert set(curves["run"]) == {"copy_of_it"}
+
+
+EDITABLE_VARIANT = '''
+from variants.standard import StandardAttention
+
+
+class Edited(StandardAttention):
+    name = "edited_for_the_resume_test"
+'''
+
+
+@pytest.fixture
+def editable_variant(tmp_path):
+    """A variant in a file of its own that the test can edit, registered for the test only."""
+    path = tmp_path / "edited.py"
+    path.write_text(EDITABLE_VARIANT)
+    spec = importlib.util.spec_from_file_location("variants.edited_for_the_resume_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    register_configs()
+    yield path
+    del VARIANTS["edited_for_the_resume_test"], sys.modules[spec.name]
+    register_configs()
+
+
+def test_editing_a_variants_source_re_runs_its_jobs_and_keeps_the_others(make_config, tiny, tmp_path, editable_variant):
+    jobs = {variant: make_config(*tiny, *QUICK, f"variant={variant}") for variant in ("edited_for_the_resume_test", "standard")}
+    first = {variant: run(cfg, tmp_path / variant, single_run=False, overrides=[]) for variant, cfg in jobs.items()}
+    editable_variant.write_text(EDITABLE_VARIANT + "\n# a change to the variant's code\n")
+    second = {variant: run(cfg, tmp_path / variant, single_run=False, overrides=[]) for variant, cfg in jobs.items()}
+    assert second["standard"] == first["standard"], "untouched code: skipped"
+    edited_before, edited_after = first["edited_for_the_resume_test"], second["edited_for_the_resume_test"]
+    assert edited_after["finished_at"] != edited_before["finished_at"], "edited code: run again"
+    assert edited_after["config_hash"] == edited_before["config_hash"] and edited_after["code"]["variants"] != edited_before["code"]["variants"]
+    assert edited_after["code"]["core"] == edited_before["code"]["core"] and edited_after["code"]["tasks"] == edited_before["code"]["tasks"]
+
+
+def test_an_untracked_file_makes_the_checkout_dirty(tmp_path):
+    def git(*arguments):
+        subprocess.run(["git", *arguments], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "tracked.py").write_text("x = 1\n")
+    git("add", "tracked.py")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "one file")
+    assert working_tree_dirty(tmp_path) is False
+    (tmp_path / "new_variant.py").write_text("y = 2\n")
+    assert working_tree_dirty(tmp_path) is True
+    assert working_tree_dirty(tmp_path.parent / "not_a_checkout_at_all") is None
+
+
+def test_a_changed_analysis_is_run_again_from_the_saved_weights_without_training(make_config, tiny, tmp_path):
+    first = run(make_config(*tiny, *QUICK), tmp_path, single_run=False, overrides=[])
+    outputs = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "analyses").iterdir()}
+    again = run(make_config(*tiny, *QUICK, "analysis.head_scores.probe_sequences=4"), tmp_path, single_run=False, overrides=[])
+    assert again == first, "training is not repeated for an analysis option"
+    changed = {name for name, mtime in outputs.items() if (tmp_path / "analyses" / name).stat().st_mtime_ns != mtime}
+    assert changed == {"head_scores.json"}
+    head_scores = json.loads((tmp_path / "analyses" / "head_scores.json").read_text())
+    assert head_scores["identity"]["options"] == {"probe_sequences": 4}

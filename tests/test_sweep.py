@@ -45,10 +45,10 @@ def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
         ("standard", "induction", "completed"),
     ]
     assert records[0]["error"] == "RuntimeError: kaboom"
-    report = tmp_path / "reports" / "sweep" / "report.md"
-    assert f"report: {report.relative_to(tmp_path)}" in completed.stdout
+    report = tmp_path / "sweep" / "report" / "report.md"
+    assert f"report: {report}" in completed.stdout and str(report.with_name("report.html")) in completed.stdout
     assert "RuntimeError: kaboom" in report.read_text()
-    assert (tmp_path / "reports" / "sweep" / "results.parquet").exists()
+    assert (tmp_path / "sweep" / "report" / "results.parquet").exists()
     assert "The sweep asked for 4 jobs; 0 have no result yet." in report.read_text()
 
 
@@ -61,5 +61,5 @@ def test_a_partial_sweep_reports_what_is_missing(tmp_path):
     lost = next((tmp_path / "sweep").glob("*seed=1*"))
     shutil.rmtree(lost)
     text = write_report(tmp_path / "sweep", tmp_path / "partial").read_text()
-    assert "2 runs: 2 completed." in text and "The sweep asked for 3 jobs; 1 have no result yet." in text
+    assert "2 runs from 1 sweep: 2 completed." in text and "The sweep asked for 3 jobs; 1 have no result yet." in text
     assert f"| {lost.name} |" in text

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import variants.triple as triple
-from bench.app import run
-from bench.config import ConfigError, validate
+from bench.core.job import run
+from bench.core.config import ConfigError, validate
 from variants.triple import GramAttention, TripleProductAttention, gram_scores
 
 D_MODEL, N_HEADS, MAX_SEQ_LEN = 32, 4, 256  # d_head 8
@@ -209,6 +209,6 @@ def test_a_head_too_narrow_for_a_gram_matrix_is_refused(make_config):
 def test_a_run_whose_loss_blows_up_is_recorded_as_diverged(make_config, tiny, tmp_path):
     # without warm-up, a large learning rate grows the projections, and with them the
     # sixth-degree scores, until they overflow float32 within a few steps
-    steps = ("train.lr=0.3", "train.warmup_steps=1", "train.steps=30", "train.eval_every=10", "analysis.length_factors=[1]")
+    steps = ("train.lr=0.3", "train.warmup_steps=1", "train.steps=30", "train.eval_every=10", "analysis.length_generalisation.factors=[1]")
     record = run(make_config("variant=triple", *tiny, *steps), tmp_path, single_run=False, overrides=[])
     assert record["status"] == "diverged" and record["steps_run"] < 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import options_schema, VARIANT_ARGUMENTS
+from bench.core.config import options_schema, VARIANT_ARGUMENTS
 from variants import VARIANTS, AttentionVariant
 
 D_MODEL, N_HEADS, MAX_SEQ_LEN, SEQ_LEN, BATCH = 32, 4, 64, 12, 3

@@ -23,16 +23,43 @@ it on the command line, and its keyword-only constructor options become its conf
 A variant whose weights are set by construction rather than learned overrides ``construct``,
 which the model calls once it is built (it may set the model's embedding and unembedding too),
 and ``trainable``, which tells the training loop to leave it as constructed.
+
+Two optional methods open a variant to the analyses: ``head_matrices`` (per-head W_Q, W_K, W_V,
+W_O, for composition scores) where its scores are a bilinear form of the stream, and
+``rotary_queries_and_keys`` (q and k before and after the rotation) where it uses RoPE.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from plugin import register
+
 VARIANTS: dict[str, type[AttentionVariant]] = {}
+
+
+@dataclass
+class HeadMatrices:
+    """Per-head weights in TransformerLens's right-multiplying convention, x a row of the stream:
+    q = x W_Q, k = x W_K, v = x W_V, and the head writes z W_O back; the OV circuit is W_V W_O and
+    the position-free QK circuit W_Q W_K^T, both (d_model, d_model)."""
+
+    W_Q: Tensor  # (n_heads, d_model, d_head)
+    W_K: Tensor  # (n_heads, d_model, d_head)
+    W_V: Tensor  # (n_heads, d_model, d_head)
+    W_O: Tensor  # (n_heads, d_head, d_model)
+
+    @classmethod
+    def from_linear(cls, query: Tensor, key: Tensor, value: Tensor, out: Tensor, n_heads: int) -> HeadMatrices:
+        """From nn.Linear weights: query/key/value (n_heads * d_head, d_model), out (d_model, n_heads * d_head)."""
+        def per_head(weight: Tensor) -> Tensor:
+            return weight.detach().unflatten(0, (n_heads, -1)).transpose(1, 2)
+
+        return cls(per_head(query), per_head(key), per_head(value), out.detach().T.unflatten(0, (n_heads, -1)))
 
 
 class AttentionVariant(nn.Module):
@@ -40,10 +67,7 @@ class AttentionVariant(nn.Module):
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            if cls.name in VARIANTS:
-                raise TypeError(f"variant name '{cls.name}' is registered twice")
-            VARIANTS[cls.name] = cls
+        register(VARIANTS, "variant", cls)
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
         super().__init__()
@@ -66,6 +90,14 @@ class AttentionVariant(nn.Module):
     @property
     def trainable(self) -> bool:
         return True
+
+    def head_matrices(self) -> HeadMatrices | None:
+        """Per-head W_Q, W_K, W_V, W_O, or None where the scores are not a bilinear form of the stream."""
+        return None
+
+    def rotary_queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """(q, k before the rotation, q, k after it), each (batch, n_heads, T, d_head); None without RoPE."""
+        return None
 
     def split_heads(self, x: Tensor) -> Tensor:
         """(batch, T, n_heads * d_head) -> (batch, n_heads, T, d_head)"""

@@ -54,17 +54,19 @@ layers after the first two, so fine-tuning (``finetune=true``) can recruit them.
 ``ablate=layer0_ov`` / ``layer1_ov`` zeroes that layer's W_O: the proof that the circuit is real.
 A configuration the construction cannot honour is refused with a ValueError that states the limit.
 Float32 is enough: every score stays within +-alpha or +-beta. The measured targets, at full size:
-``python -m bench.evaluate_handcoded``.
+``python -m bench.experiments.evaluate_handcoded``.
 """
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from variants.base import AttentionVariant, causal_softmax
+from plugin import POSITIVE, ROPE_BASE
+from variants.base import AttentionVariant, HeadMatrices, causal_softmax
 from variants.rope import Rotary, rotary_frequencies
 
 ABLATIONS = ("none", "layer0_ov", "layer1_ov")
@@ -83,17 +85,14 @@ class HandcodedInductionAttention(AttentionVariant):
         max_seq_len: int,
         *,
         head_dim: int = 256,
-        rope_base: float = 10000.0,
-        alpha: float = 50.0,
-        beta: float = 50.0,
-        gamma: float = 20.0,
+        rope_base: Annotated[float, ROPE_BASE] = 10000.0,
+        alpha: Annotated[float, POSITIVE] = 50.0,
+        beta: Annotated[float, POSITIVE] = 50.0,
+        gamma: Annotated[float, POSITIVE] = 20.0,
         finetune: bool = False,
         ablate: str = "none",
     ) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
-        for option, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("rope_base", rope_base)):
-            if not value > 0:
-                raise ValueError(f"variant.{option}={value} must be positive")
         if ablate not in ABLATIONS:
             raise ValueError(f"variant.ablate='{ablate}' is unknown; allowed: {', '.join(ABLATIONS)}")
         self.code_dims = (d_model - 1) // 3
@@ -131,6 +130,13 @@ class HandcodedInductionAttention(AttentionVariant):
             return self.out(self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))), None
         weights = causal_softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim))
         return self.out(self.merge_heads(weights @ v)), weights
+
+    def head_matrices(self) -> HeadMatrices:
+        return HeadMatrices.from_linear(self.query.weight, self.key.weight, self.value.weight, self.out.weight, self.n_heads)
+
+    def rotary_queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        q, k = (self.split_heads(projection(x)) for projection in (self.query, self.key))
+        return q, k, self.rotary(q), self.rotary(k)
 
     # The construction ---------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ class Rotary(nn.Module):
         super().__init__()
         if d_head % 2 != 0:
             raise ValueError(f"RoPE needs an even head dimension; got d_head={d_head}")
-        angles = torch.arange(max_seq_len, dtype=torch.float64, device="cpu")[:, None] * rotary_frequencies(d_head, base)
+        # on the ambient device: nothing is allocated when the model is built on "meta" to check a config
+        positions = torch.arange(max_seq_len, dtype=torch.float64)
+        angles = positions[:, None] * rotary_frequencies(d_head, base).to(positions.device)
         self.register_buffer("rotation", torch.polar(torch.ones_like(angles), angles).to(torch.complex64), persistent=False)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from plugin import ROPE_BASE
 from variants.base import AttentionVariant, causal_softmax
 from variants.rope import Rotary
 
@@ -91,7 +93,7 @@ class TripleProductAttention(AttentionVariant):
         max_seq_len: int,
         *,
         learnable_temperature: bool = False,
-        rope_base: float = 10000.0,
+        rope_base: Annotated[float, ROPE_BASE] = 10000.0,
     ) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
         if self.d_head < MIN_D_HEAD:

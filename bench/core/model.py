@@ -2,6 +2,7 @@
 
     h_0 = W_E[tokens] (+ W_P[positions] only if learned_positions)
     h_l = h_(l-1) + Attention_l(LN(h_(l-1)))  (+ MLP(LN(.)) if mlp)        l = 1..n_layers
+    MLP(x) = W_out act(W_in x + b_in) + b_out,   act: gelu or relu, width mlp_width (0: 4 d_model)
     logits = W_U LN(h_L)
 
 Attention-only by default, as in the seeds; LN is the identity unless layer_norm is set.
@@ -16,8 +17,11 @@ from torch import Tensor, nn
 from variants import AttentionVariant
 
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
 class Block(nn.Module):
-    def __init__(self, attention: AttentionVariant, d_model: int, mlp: bool, layer_norm: bool) -> None:
+    def __init__(self, attention: AttentionVariant, d_model: int, mlp: bool, layer_norm: bool, mlp_width: int, mlp_activation: str) -> None:
         super().__init__()
         self.attention_norm = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
         self.attention = attention
@@ -25,9 +29,9 @@ class Block(nn.Module):
         if mlp:
             self.mlp = nn.Sequential(
                 nn.LayerNorm(d_model) if layer_norm else nn.Identity(),
-                nn.Linear(d_model, 4 * d_model),
-                nn.GELU(),
-                nn.Linear(4 * d_model, d_model),
+                nn.Linear(d_model, mlp_width),
+                ACTIVATIONS[mlp_activation](),
+                nn.Linear(mlp_width, d_model),
             )
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -50,6 +54,8 @@ class Transformer(nn.Module):
         n_heads: int,
         max_seq_len: int,
         mlp: bool = False,
+        mlp_width: int = 0,
+        mlp_activation: str = "gelu",
         layer_norm: bool = False,
         learned_positions: bool = False,
     ) -> None:
@@ -58,7 +64,7 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Embedding(max_seq_len, d_model) if learned_positions else None
         self.blocks = nn.ModuleList(
-            Block(variant(d_model, n_heads, max_seq_len, **variant_options), d_model, mlp, layer_norm)
+            Block(variant(d_model, n_heads, max_seq_len, **variant_options), d_model, mlp, layer_norm, mlp_width or 4 * d_model, mlp_activation)
             for _ in range(n_layers)
         )
         self.final_norm = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
@@ -82,6 +88,17 @@ class Transformer(nn.Module):
     def attention_patterns(self, tokens: Tensor) -> list[Tensor]:
         """Each layer's attention weights (batch, n_heads, T, T), without computing the logits."""
         return self.residual_stream(tokens, need_weights=True)[1]
+
+    def attention_inputs(self, tokens: Tensor) -> list[Tensor]:
+        """What each layer's attention reads: its block's normalised input (batch, T, d_model)."""
+        inputs = []
+        hooks = [block.attention.register_forward_pre_hook(lambda _, args: inputs.append(args[0])) for block in self.blocks]
+        try:
+            self.residual_stream(tokens, need_weights=False)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return inputs
 
     def residual_stream(self, tokens: Tensor, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
         x = self.embed(tokens)

@@ -1,9 +1,10 @@
-"""`python -m bench.evaluate_handcoded`: the hand-coded induction circuit measured at full size.
+"""`python -m bench.experiments.evaluate_handcoded`: the hand-coded induction circuit measured at
+full size.
 
 Every figure comes from the project's own pieces: configs composed as on the command line, the
-model built by ``build_model`` (whose construction refuses what it cannot honour), accuracy from
-the training loop run for 0 steps (the evaluation ``python -m bench`` records), head scores from
-``bench.heads``. Prints one Markdown table: what is measured, the configuration, the figure and
+model built by ``build_model`` (whose construction refuses what it cannot honour), test accuracy
+from the training loop run for 0 steps (the evaluation ``python -m bench`` records), head scores
+from the ``head_scores`` analysis. Prints one Markdown table: what is measured, the configuration, the figure and
 its target. About a minute on a 2-core CPU; batches are small because the logits over 50257
 tokens are large (batch x T x 50257 floats).
 """
@@ -15,10 +16,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from bench.config import CONF_DIR, CONFIG_NAME, build_model, build_task
-from bench.heads import head_scores
-from bench.model import Transformer
-from bench.train import train
+from analyses.head_scores import HeadScores
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench.core.measure import trained_run
+from bench.core.model import Transformer
+from bench.core.train import train
 
 VARIANT = "variant=handcoded_induction"
 # Vocabulary 50257 with random codes in k = (97 - 1) / 3 = 32 dimensions, one head per layer.
@@ -43,10 +45,10 @@ def build(cfg: DictConfig) -> Transformer:
 
 
 def accuracy(cfg: DictConfig) -> float:
-    """Eval accuracy on the task's scored positions, after cfg.train.steps (0 unless fine-tuning)."""
+    """Test accuracy on the task's scored positions, after cfg.train.steps (0 unless fine-tuning)."""
     model = build(cfg)
     steps = cfg.train.steps if model.trainable else 0
-    return train(model, build_task(cfg), cfg.train, cfg.seed, torch.device("cpu"), False, steps).final.accuracy
+    return train(model, build_task(cfg), cfg.train, cfg.seed, torch.device("cpu"), False, steps).evaluations["test"].accuracy
 
 
 @torch.no_grad()
@@ -59,10 +61,13 @@ def previous_token_mass(cfg: DictConfig) -> float:
     return weights[0][:, 0].diagonal(offset=-1, dim1=-2, dim2=-1).min().item()
 
 
-def circuit_head_scores(cfg: DictConfig, batch_size: int) -> dict[str, dict[str, float]]:
-    """The project's head scores of a model built from cfg, on its [BOS] + R + R probe."""
-    generator = torch.Generator().manual_seed(2 * cfg.seed + 1)
-    return head_scores(build(cfg), cfg.task.vocab_size, cfg.task.seq_len, generator, batch_size)
+def circuit_head_scores(cfg: DictConfig, probe_sequences: int) -> dict[str, dict[str, float]]:
+    """The head_scores analysis of a model built from cfg: {head: {pattern: score}}."""
+    run = trained_run(build(cfg), build_task(cfg), cfg, torch.device("cpu"))
+    scores: dict[str, dict[str, float]] = {}
+    for row in HeadScores(probe_sequences=probe_sequences).measure(run).rows:
+        scores.setdefault(row["head"], {})[row["pattern"]] = row["score"]
+    return scores
 
 
 def measurements() -> Iterator[tuple[str, str, float, str]]:
@@ -83,7 +88,7 @@ def measurements() -> Iterator[tuple[str, str, float, str]]:
     for ablation in ("layer0_ov", "layer1_ov"):
         cfg = repeat_probe(256, *LARGE_VOCABULARY, *batches[256], f"variant.ablate={ablation}")
         yield (f"ablation {ablation}: induction accuracy", "vocab 50257, n 256", accuracy(cfg), "near chance (2e-5)")
-    scores = circuit_head_scores(repeat_probe(256, *LARGE_VOCABULARY), batch_size=4)
+    scores = circuit_head_scores(repeat_probe(256, *LARGE_VOCABULARY), probe_sequences=4)
     yield ("head score L0H0 previous_token", "vocab 50257, n 256", scores["L0H0"]["previous_token"], "~1")
     yield ("head score L1H0 induction", "vocab 50257, n 256", scores["L1H0"]["induction"], "~1")
     for task in ("copy", "induction"):

@@ -1,0 +1,133 @@
+"""The contract every analysis meets.
+
+An analysis measures something of a trained run and contributes a section to the report. It is
+one file: subclass ``Analysis`` with a ``name`` and it is registered, and its keyword-only
+constructor options become config keys (``analysis.<name>.<option>``), typed and checked.
+
+    class MeanAttentionDistance(Analysis):
+        name = "mean_distance"
+        title = "Mean attention distance"
+
+        def measure(self, run: TrainedRun) -> Measurement:
+            ...
+            return Measurement(rows=[{"head": "L0H0", "distance": 3.2}, ...])
+
+        def section(self, data: SectionData) -> list[Block]:
+            return ["Mean distance i - j under each head's attention.", data.rows]
+
+- ``applies(run)`` says whether the analysis can run on this run (None) or why not (a reason).
+- ``measure(run)`` returns tidy rows (JSON scalars) and optional tensors; they are stored with the
+  run, in ``analyses/<name>.json`` (and ``.safetensors``), so the report and
+  ``python -m bench.analyze`` never need to train again.
+- ``section(data)`` turns the rows of every selected run into report blocks: text, tables and
+  figures. The report shows the sections of the analyses that have data, in ``report_order``.
+- ``check(config)`` refuses options that cannot work with a run's config, before any compute.
+
+Analyses use ``variants`` and ``tasks`` but never ``bench``: what they need of a run (the model,
+its task, evaluation, seeded streams) comes in ``TrainedRun``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from plugin import register
+from tasks import Batch, Task
+
+ANALYSES: dict[str, type[Analysis]] = {}
+
+
+@dataclass
+class Figure:
+    path: Path
+    caption: str
+
+
+Block = Union[str, pd.DataFrame, Figure]
+
+
+@dataclass
+class Measurement:
+    rows: list[dict[str, Any]]
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TrainedRun:
+    """What an analysis gets of a trained run."""
+
+    model: nn.Module  # in eval mode, on `device`
+    task: Task
+    config: DictConfig  # the run's resolved config
+    device: torch.device
+    stream: Callable[[str], torch.Generator]  # an independent seeded generator per name
+    evaluate: Callable[[Batch], dict[str, float]]  # loss, accuracy, exact_match on scored positions
+    make_task: Callable[..., Task]  # the run's task with some options changed, e.g. seq_len
+
+    @property
+    def attention_layers(self) -> list[nn.Module]:
+        return [block.attention for block in self.model.blocks]
+
+    def test_set(self, task: Task | None = None, size: int | None = None) -> Batch:
+        """`size` sequences (default: the run's evaluation size) of the test split of `task` (default:
+        the run's), from the test stream: at the training length, the run's own test set."""
+        task = task or self.task
+        size = size or self.config.train.eval_batches * self.config.train.batch_size
+        return task.evaluation_set("test", size, self.stream("test")).to(self.device)
+
+
+@dataclass
+class SectionData:
+    """What an analysis gets to write its report section."""
+
+    name: str
+    rows: pd.DataFrame  # the analysis's rows of every selected run, with the run's identity columns
+    runs: pd.DataFrame  # the selected runs, one row each (identity, metrics, flattened config)
+    figure_dir: Path
+    tensors: Callable[[str], dict[str, Tensor]]  # a run's saved tensors, by run id
+
+    def figure_path(self, stem: str) -> Path:
+        return self.figure_dir / f"{self.name}_{stem}.png"
+
+    def first_seed_per_group(self) -> pd.DataFrame:
+        """One selected run per setting × task (its lowest seed), for per-example figures."""
+        return self.runs.sort_values("seed").drop_duplicates(["setting", "task"]).sort_values(["setting", "task"])
+
+    def examples(self) -> Iterator[tuple[Any, str, Path]]:
+        """(run, title, figure path) of each per-example figure: one run per setting x task."""
+        for run in self.first_seed_per_group().itertuples():
+            stem = f"{run.setting}_{run.task}".replace(" ", "_").replace("/", "_")
+            yield run, f"{run.setting} on {run.task} (seed {run.seed})", self.figure_path(stem)
+
+
+class Analysis:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    report_order: ClassVar[int] = 50
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        register(ANALYSES, "analysis", cls)
+
+    def __init__(self) -> None:
+        """An analysis without options; one with options takes them keyword-only, with defaults."""
+
+    def check(self, config: DictConfig) -> None:
+        """Raise ValueError, naming the option and its limit, where the options cannot work with config."""
+
+    def applies(self, run: TrainedRun) -> str | None:
+        """None where the analysis can run on `run`, otherwise the reason it cannot."""
+        return None
+
+    def measure(self, run: TrainedRun) -> Measurement:
+        raise NotImplementedError
+
+    def section(self, data: SectionData) -> list[Block]:
+        raise NotImplementedError

@@ -1,0 +1,240 @@
+"""Typed, strict configuration: the schema, the variant, task and analysis config groups, and
+validation.
+
+Every registered variant and task becomes an option of the ``variant`` / ``task`` config group,
+and every registered analysis a node ``analysis.<name>``, with one typed field per keyword-only
+constructor option, so ``variant=<name>`` needs no YAML and a misspelt key or a value of the
+wrong type is an error, never silently ignored. A numeric key carries its allowed range: the
+schema's fields through ``ranged``, a plug-in's options through ``Annotated[type, Range(...)]``;
+every float must be finite. Validation builds nothing in proportion to the config.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+import analyses
+import tasks
+import variants
+from bench.core.model import Transformer
+from plugin import Range
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+CONFIG_NAME = "config"
+# Options of the model that the transformer passes to every variant, not config of the variant.
+VARIANT_ARGUMENTS = ("d_model", "n_heads", "max_seq_len")
+# The longest context the framework accepts: explicit attention paths and rotary tables grow with it.
+MAX_CONTEXT = 65536
+MAX_SEED = 2**63 - 1
+ACTIVATIONS = ("gelu", "relu")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line naming the problem and the fix."""
+
+
+def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field with an allowed range, checked by `validate`."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+
+
+def choice(default: str, allowed: tuple[str, ...]) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = ranged(2, 1, 256)
+    d_model: int = ranged(64, 1, 65536)
+    n_heads: int = ranged(4, 1, 65536)
+    max_seq_len: int = ranged(512, 2, MAX_CONTEXT)
+    mlp: bool = False
+    mlp_width: int = ranged(0, 0, 1 << 20)  # 0: 4 * d_model
+    mlp_activation: str = choice("gelu", ACTIVATIONS)
+    layer_norm: bool = False
+    learned_positions: bool = False
+
+
+@dataclass
+class TrainConfig:
+    steps: int = ranged(2000, 1, 10**9)
+    lr: float = ranged(3e-3, 0, 10, low_open=True)
+    batch_size: int = ranged(32, 1, 1 << 20)
+    weight_decay: float = ranged(0.01, 0, 100)
+    beta1: float = ranged(0.9, 0, 1, high_open=True)
+    beta2: float = ranged(0.999, 0, 1, high_open=True)
+    warmup_steps: int = ranged(100, 0, 10**9)
+    min_lr_ratio: float = ranged(0.1, 0, 1)
+    grad_clip: float = ranged(1.0, 0, 1e6)  # 0: no clipping
+    eval_every: int = ranged(100, 1, 10**9)
+    eval_batches: int = ranged(4, 1, 10**5)
+    target_accuracy: Optional[float] = ranged(0.99, 0, 1, low_open=True)  # null: no early stop
+    target_hold: int = ranged(2, 1, 10**6)
+    num_threads: int = ranged(0, 0, 4096)  # 0: the cores shared among the jobs run at once
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    variant: Any = MISSING
+    task: Any = MISSING
+    seed: int = ranged(0, 0, MAX_SEED)
+    device: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    analysis: Any = MISSING  # analysis.<name>.<option>, one node per registered analysis
+    resume: bool = True  # skip a job whose result.json completed with the same config and code
+    rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
+
+
+# Keys that steer how a job runs, not what it computes: left out of the config hash (and of the
+# job directory names, see hydra.job.config.override_dirname.exclude_keys in conf/config.yaml).
+RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads")
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without its run-control keys and analysis options: what training depends
+    on (each analysis's output records its own options)."""
+    identity = copy.deepcopy(config)
+    identity.pop("analysis", None)
+    for key in RUN_CONTROL_KEYS:
+        *parents, leaf = key.split(".")
+        node = identity
+        for parent in parents:
+            node = node[parent]
+        node.pop(leaf)
+    return identity
+
+
+# The schema dataclass of every plug-in's options, by config group and name: their fields' ranges.
+SCHEMAS: dict[tuple[str, str], type] = {}
+
+
+def options_schema(cls: type, skip: tuple[str, ...] = (), with_name: bool = True) -> type:
+    """A dataclass with `name` (unless with_name is false) plus one typed field per keyword-only
+    option of cls.__init__; an option annotated Annotated[type, Range(...)] keeps its range."""
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    fields: list[tuple[str, Any, Any]] = [("name", str, field(default=cls.name))] if with_name else []
+    for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if parameter.name in skip:
+            continue
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or parameter.default is inspect.Parameter.empty:
+            raise TypeError(
+                f"{cls.__name__}.__init__: option '{parameter.name}' must be keyword-only (after `*`) "
+                "with a default, so that it can be a config key"
+            )
+        hint, metadata = hints[parameter.name], {}
+        if typing.get_origin(hint) is typing.Annotated:
+            hint, *extras = typing.get_args(hint)
+            metadata = {"range": extra for extra in extras if isinstance(extra, Range)}
+        if typing.get_origin(hint) in (tuple, list):  # a sequence option is a list in the config
+            hint, default = list[typing.get_args(hint)[0]], parameter.default
+            fields.append((parameter.name, hint, field(default_factory=lambda d=default: list(d), metadata=metadata)))
+        else:
+            fields.append((parameter.name, hint, field(default=parameter.default, metadata=metadata)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+
+
+def analysis_schema() -> type:
+    """One node per registered analysis, holding its options."""
+    fields = []
+    for name, analysis in analyses.ANALYSES.items():
+        SCHEMAS["analysis", name] = schema = options_schema(analysis, with_name=False)
+        fields.append((name, schema, field(default_factory=schema)))
+    return dataclasses.make_dataclass("AnalysisConfig", fields)
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(name="bench_schema", node=Config)
+    store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
+    for group, registry, skip in (("variant", variants.VARIANTS, VARIANT_ARGUMENTS), ("task", tasks.TASKS, ())):
+        for name, plugin in registry.items():
+            SCHEMAS[group, name] = schema = options_schema(plugin, skip=skip)
+            store.store(group=group, name=name, node=schema)
+
+
+register_configs()
+
+
+def options(node: DictConfig) -> dict[str, Any]:
+    """The constructor options of a variant, task or analysis config node (everything but its name)."""
+    return {key: value for key, value in OmegaConf.to_container(node).items() if key != "name"}
+
+
+def build_task(cfg: DictConfig, **changes: Any) -> tasks.Task:
+    """The run's task, with `changes` to its options (e.g. seq_len for a longer evaluation)."""
+    return tasks.TASKS[cfg.task.name](**{**options(cfg.task), **changes})
+
+
+def build_model(cfg: DictConfig) -> Transformer:
+    return Transformer(
+        variants.VARIANTS[cfg.variant.name], options(cfg.variant), vocab_size=cfg.task.vocab_size, **cfg.model
+    )
+
+
+def build_analyses(cfg: DictConfig, names: list[str] | None = None) -> dict[str, analyses.Analysis]:
+    """The registered analyses (or those named), each built with its options from the config."""
+    return {name: analyses.ANALYSES[name](**options(cfg.analysis[name])) for name in names or analyses.ANALYSES}
+
+
+def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
+    """Every float finite, every ranged number in range, every choice allowed, recursively."""
+    types = typing.get_type_hints(schema)
+    for spec in dataclasses.fields(schema):
+        key, value = f"{prefix}.{spec.name}" if prefix else spec.name, node[spec.name]
+        if dataclasses.is_dataclass(types[spec.name]) and isinstance(value, DictConfig):
+            check_fields(value, types[spec.name], key)
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number")
+        if "range" in spec.metadata and value is not None:
+            for item in value if isinstance(value, ListConfig) else [value]:
+                if not spec.metadata["range"].holds(item):
+                    raise ConfigError(f"{key}={value} is out of range; allowed: {spec.metadata['range'].describe()}")
+        if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+            raise ConfigError(f"{key}='{value}' is unknown; allowed: {', '.join(spec.metadata['choices'])}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for a config that cannot run, before any compute."""
+    check_fields(cfg, Config, "")
+    for group in ("variant", "task"):
+        check_fields(cfg[group], SCHEMAS[group, cfg[group].name], group)
+    for name in analyses.ANALYSES:
+        check_fields(cfg.analysis[name], SCHEMAS["analysis", name], f"analysis.{name}")
+    check_device(cfg.device)
+    if cfg.task.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(
+            f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="
+            f"{cfg.model.max_seq_len}; allowed: seq_len <= max_seq_len"
+        )
+    try:
+        build_task(cfg)
+        for analysis in build_analyses(cfg).values():
+            analysis.check(cfg)
+        with torch.device("meta"):  # runs every constructor check without allocating weights
+            build_model(cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+def check_device(device: str) -> None:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"device='{device}' is not a device; allowed: cpu, cuda, cuda:<index>") from error
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device='{device}' is not supported; allowed: cpu, cuda, cuda:<index>")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device='{device}' was asked for but CUDA is not available here; allowed: cpu")

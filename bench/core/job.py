@@ -1,0 +1,177 @@
+"""The Hydra task function: one training run, recorded in its output directory.
+
+The record (result.json) is written when the job starts (status "running"), and again when it
+ends: "completed", "diverged" (non-finite training loss) or "failed" (with the error and
+traceback). A completed job also saves its weights (model.safetensors) and the output of every
+analysis (analyses/<name>.json). In a sweep a failure is recorded and the sweep goes on; a single
+run re-raises it and exits non-zero.
+
+A job's identity is its config (less run-control keys and analysis options) and its code: the
+source of bench/core, of its variant and of its task, each with the project modules they use.
+Resuming skips a job only when both match; an edited variant re-runs exactly its own jobs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+import tasks
+import variants
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task, run_identity, validate
+from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights
+from bench.core.results import (
+    RESULT_FILE,
+    code_identity,
+    config_hash,
+    environment,
+    read_result,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
+from bench.core.train import train
+
+log = logging.getLogger(__name__)
+
+
+def identity(cfg: DictConfig) -> dict[str, Any]:
+    """The config hash and the code identity of the job cfg describes."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return {
+        "config_hash": config_hash(run_identity(config)),
+        "code": code_identity(variants.VARIANTS[cfg.variant.name], tasks.TASKS[cfg.task.name]),
+    }
+
+
+def already_done(previous: dict[str, Any] | None, current: dict[str, Any], cfg: DictConfig) -> bool:
+    """True when resuming and the job's last result, for this same config and code, need not be redone."""
+    if not cfg.resume or not isinstance(previous, dict) or any(previous.get(key) != value for key, value in current.items()):
+        return False
+    finished_badly = previous.get("status") in ("failed", "diverged")
+    return previous.get("status") == "completed" or (finished_badly and not cfg.rerun_failed)
+
+
+def run(
+    cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str], threads: int | None = None
+) -> dict[str, Any]:
+    """Validate, build, train and record one job (unless resuming finds it done); returns its record.
+
+    `threads` sets torch's thread count for the job (None: leave it as it is).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    current = identity(cfg)
+    result_path = output_dir / RESULT_FILE
+    previous = read_result(result_path)
+    if already_done(previous, current, cfg):
+        log.info("%s: already %s for this config and code, skipped (resume=false runs it again)", result_path, previous["status"])
+        if previous["status"] == "completed":
+            refresh_analyses(cfg, output_dir)
+        return previous
+    if isinstance(previous, dict) and previous.get("config_hash") == current["config_hash"] and previous.get("code") != current["code"]:
+        log.warning("%s was recorded with other code (%s); it is run again", result_path, previous.get("code"))
+    record: dict[str, Any] = {
+        "status": "running",
+        "variant": cfg.variant.name,
+        "task": cfg.task.name,
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        **current,
+        "overrides": overrides,
+        "started_at": now(),
+        "pid": os.getpid(),
+        "environment": environment(),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)
+    write_json_atomic(result_path, record)
+    started = time.perf_counter()
+    try:
+        validate(cfg)
+        record.update(execute(cfg, output_dir, progress=single_run and cfg.train.progress))
+    except Exception as error:
+        record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        log.error("job failed: %s", record["error"])
+        if single_run:
+            raise
+    finally:
+        record.update(wall_time_s=time.perf_counter() - started, finished_at=now())
+        write_json_atomic(result_path, record)
+    summary = f"{record['variant']} on {record['task']}, seed {record['seed']}: {record['status']}"
+    if "metrics" in record:
+        summary += f", test accuracy {record['metrics']['test']['accuracy']:.4f} after {record['steps_run']} steps"
+    log.info("%s -> %s", summary, result_path)
+    return record
+
+
+def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]:
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    task = build_task(cfg)
+    model = build_model(cfg).to(device)
+    steps = cfg.train.steps if model.trainable else 0
+    outcome = train(model, task, cfg.train, cfg.seed, device, progress, steps)
+    record = {
+        "status": outcome.status,
+        "metrics": {split: evaluation.metrics() for split, evaluation in outcome.evaluations.items()},
+        "test_slices": outcome.evaluations["test"].slices,
+        "chance_accuracy": task.chance_accuracy,
+        "curve": outcome.curve,
+        "steps_to_target": outcome.steps_to_target,
+        "steps_run": outcome.steps_run,
+        "num_threads": torch.get_num_threads(),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "trained": model.trainable,
+        "train_time_s": outcome.train_seconds,
+        "train_tokens_per_s": outcome.tokens_per_second,
+    }
+    if outcome.status == "completed":
+        save_weights(model, output_dir)
+        record["analyses"] = run_analyses(model, task, cfg, device, output_dir)
+    return record
+
+
+def refresh_analyses(cfg: DictConfig, output_dir: Path) -> None:
+    """Re-run, from the saved weights, the analyses of a completed job whose output is not current."""
+    if not (output_dir / WEIGHTS_FILE).exists():
+        log.warning("%s has no %s: its analyses cannot be brought up to date without training", output_dir, WEIGHTS_FILE)
+        return
+    try:
+        device = torch.device(cfg.device)
+        model = load_weights(build_model(cfg), output_dir).to(device)
+        run_analyses(model, build_task(cfg), cfg, device, output_dir, only_stale=True)
+    except Exception:  # the job's result stands; a stale analysis is the report's to show
+        log.exception("could not bring the analyses of %s up to date", output_dir)
+
+
+def threads_per_job(launcher: DictConfig) -> int:
+    """This machine's cores shared among the jobs the launcher runs at once, so that parallel
+    jobs do not oversubscribe them: joblib runs n_jobs at once, submitit gives cpus_per_task."""
+    cores = os.cpu_count() or 1
+    if launcher.get("cpus_per_task"):
+        return launcher.cpus_per_task
+    n_jobs = launcher.get("n_jobs") or 1
+    parallel = n_jobs if n_jobs > 0 else cores + 1 + n_jobs  # joblib: -1 means every core
+    return max(1, cores // max(1, parallel))
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
+def main(cfg: DictConfig) -> float | None:
+    hydra_config = HydraConfig.get()
+    record = run(
+        cfg,
+        Path(hydra_config.runtime.output_dir),
+        single_run=hydra_config.mode == RunMode.RUN,
+        overrides=list(hydra_config.overrides.task),
+        threads=cfg.train.num_threads or threads_per_job(hydra_config.launcher),
+    )
+    return (record.get("metrics") or {}).get("test", {}).get("accuracy")

@@ -1,0 +1,124 @@
+"""Running the analyses on a trained model, and their stored outputs.
+
+Each analysis writes ``<job>/analyses/<name>.json`` (status, options, code hash, rows) and, if it
+measured tensors, ``<name>.safetensors`` beside it, both atomically: re-running one analysis
+replaces its own output and nothing else. An output is current while the analysis's options
+and the source of its module are those recorded; a job that resumes, and ``python -m
+bench.analyze``, re-run only the analyses that are not current.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from analyses import ANALYSES, Analysis, TrainedRun
+from bench.core.config import build_analyses, build_task, options
+from bench.core.results import atomic_path, plugin_hash, read_result, write_json_atomic
+from bench.core.train import evaluate, stream
+from tasks import Task
+
+ANALYSIS_DIR = "analyses"
+WEIGHTS_FILE = "model.safetensors"
+CURRENT = ("completed", "not_applicable")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def trained_run(model: nn.Module, task: Task, cfg: DictConfig, device: torch.device) -> TrainedRun:
+    return TrainedRun(
+        model=model.eval(), task=task, config=cfg, device=device,
+        stream=lambda name: stream(cfg.seed, name),
+        evaluate=lambda batch: evaluate(model, batch, cfg.train.batch_size).metrics(),
+        make_task=lambda **changes: build_task(cfg, **changes),
+    )  # fmt: skip
+
+
+def analysis_identity(analysis: Analysis, cfg: DictConfig) -> dict[str, Any]:
+    return {"options": options(cfg.analysis[analysis.name]), "code": plugin_hash(type(analysis))}
+
+
+def output_path(job_dir: Path, name: str) -> Path:
+    return job_dir / ANALYSIS_DIR / f"{name}.json"
+
+
+def read_output(job_dir: Path, name: str) -> dict[str, Any] | None:
+    """An analysis's stored output, or None where there is none or it is unreadable."""
+    output = read_result(output_path(job_dir, name))
+    return output if isinstance(output, dict) else None
+
+
+def read_tensors(job_dir: Path, name: str) -> dict[str, torch.Tensor]:
+    path = job_dir / ANALYSIS_DIR / f"{name}.safetensors"
+    return load_file(path) if path.exists() else {}
+
+
+def is_current(job_dir: Path, analysis: Analysis, cfg: DictConfig) -> bool:
+    output = read_output(job_dir, analysis.name)
+    return output is not None and output.get("status") in CURRENT and output.get("identity") == analysis_identity(analysis, cfg)
+
+
+def run_analyses(model: nn.Module, task: Task, cfg: DictConfig, device: torch.device, job_dir: Path,
+                 names: list[str] | None = None, only_stale: bool = False) -> dict[str, str]:  # fmt: skip
+    """Run the registered analyses (or those named) on a trained model and store each one's output;
+    with only_stale, skip those whose output is current. Returns each run analysis's status."""
+    run = trained_run(model, task, cfg, device)
+    statuses = {}
+    for name, analysis in build_analyses(cfg, names).items():
+        if only_stale and is_current(job_dir, analysis, cfg):
+            continue
+        record: dict[str, Any] = {"analysis": name, "identity": analysis_identity(analysis, cfg), "measured_at": now()}
+        reason = analysis.applies(run)
+        if reason is not None:
+            record.update(status="not_applicable", reason=reason)
+        else:
+            try:
+                with torch.no_grad():
+                    measurement = analysis.measure(run)
+                record.update(status="completed", rows=measurement.rows, tensors=sorted(measurement.tensors))
+                write_tensors(job_dir, name, measurement.tensors)
+            except Exception as error:  # an analysis that breaks is recorded; the run and the others stand
+                record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        (job_dir / ANALYSIS_DIR).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_path(job_dir, name), record)
+        statuses[name] = record["status"]
+    return statuses
+
+
+def write_tensors(job_dir: Path, name: str, tensors: dict[str, torch.Tensor]) -> None:
+    path = job_dir / ANALYSIS_DIR / f"{name}.safetensors"
+    if not tensors:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        save_file({key: value.detach().contiguous().cpu() for key, value in tensors.items()}, str(temporary))
+
+
+def save_weights(model: nn.Module, job_dir: Path) -> Path:
+    path = job_dir / WEIGHTS_FILE
+    with atomic_path(path) as temporary:
+        save_file({key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}, str(temporary))
+    return path
+
+
+def load_weights(model: nn.Module, job_dir: Path) -> nn.Module:
+    model.load_state_dict(load_file(job_dir / WEIGHTS_FILE))
+    return model
+
+
+def stored_rows(job_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every completed analysis output of a job, by analysis name."""
+    rows = {}
+    for name in ANALYSES:
+        output = read_output(job_dir, name)
+        if output is not None and output.get("status") == "completed" and isinstance(output.get("rows"), list):
+            rows[name] = output["rows"]
+    return rows

@@ -1,0 +1,31 @@
+"""`python -m bench.report <sweep_dir> [<sweep_dir> ...] [--out DIR] [--speed FILE]`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.report.build import write_report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Gather the results of one or more sweeps into report.md, report.html, figures and tables.",
+    )
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", help="sweep directories (result.json files below each)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <sweep_dir>/report; required for several sweeps)")
+    parser.add_argument("--speed", type=Path, default=None, help="a speed-suite JSON for the speed section (default: <sweep_dir>/speed.json if there is one)")
+    args = parser.parse_args(argv)
+    for sweep_dir in args.sweep_dirs:
+        if not sweep_dir.is_dir():
+            parser.error(f"no sweep directory at {sweep_dir}")
+    if len(args.sweep_dirs) > 1 and args.out is None:
+        parser.error("several sweeps make one report: name its directory with --out")
+    if args.speed is not None and not args.speed.is_file():
+        parser.error(f"no speed file at {args.speed}")
+    report = write_report(args.sweep_dirs, args.out, args.speed)
+    print(f"report: {report}\n        {report.with_name('report.html')}")
+
+
+if __name__ == "__main__":
+    main()

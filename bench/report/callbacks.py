@@ -1,0 +1,32 @@
+"""Hydra callbacks: record the jobs a sweep asks for when it starts, and build its report when it ends."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from bench.cli import sweep_job_names
+from bench.core.results import write_json_atomic
+from bench.report.build import EXPECTED_JOBS_FILE, expected_jobs, write_report
+
+log = logging.getLogger(__name__)
+
+
+class ReportOnMultirunEnd(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        names = sweep_job_names(config)
+        if names is not None:
+            write_json_atomic(sweep_dir / EXPECTED_JOBS_FILE, sorted(set(names) | set(expected_jobs(sweep_dir) or [])))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            report = write_report(Path(config.hydra.sweep.dir))
+        except Exception:  # the results are on disk; a report failure must not hide them
+            log.exception("could not build the report for %s", config.hydra.sweep.dir)
+            return
+        print(f"report: {report}\n        {report.with_name('report.html')}")

@@ -1,0 +1,77 @@
+"""The report's speed section, from the speed suite's pytest-benchmark JSON.
+
+A report shows only speed results measured for its own variants: from the JSON given on the
+command line, or else from the sweep's own ``speed.json`` (written by ``speed=true``), never from
+a file another run left behind.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analyses import Block, Figure
+from bench.report import figures
+from bench.speed import REFERENCE
+
+SWEEP_SPEED_FILE = "speed.json"
+
+
+def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:
+    """(timings, matmul ceiling in GFLOP/s, machine info) from a pytest-benchmark JSON file."""
+    data = json.loads(Path(path).read_text())
+    rows, ceiling = [], None
+    for benchmark in data.get("benchmarks", []):
+        info, median = benchmark.get("extra_info", {}), benchmark["stats"]["median"]
+        if info.get("mode") == "matmul":
+            ceiling = info["flops"] / median / 1e9
+        elif {"variant", "T", "mode"} <= info.keys():
+            rows.append({
+                "variant": info["variant"], "mode": info["mode"], "T": info["T"], "batch": info.get("batch"),
+                "median_ms": median * 1e3, "iqr_ms": benchmark["stats"]["iqr"] * 1e3,
+                "gflops_per_s": info["flops"] / median / 1e9 if info.get("flops") else None,
+                "flops_source": info.get("flops_source"),
+                "tokens_per_s": info.get("tokens_per_s"), "peak_memory_mb": (info.get("peak_memory_bytes") or 0) / 2**20,
+            })  # fmt: skip
+    machine = {**data.get("machine_info", {}), "datetime": data.get("datetime")}
+    return pd.DataFrame(rows), ceiling, machine
+
+
+def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: Path) -> list[Block]:
+    if speed_file is None or not Path(speed_file).exists():
+        return []
+    timings, ceiling, machine = load_speed(speed_file)
+    if timings.empty:
+        return []
+    timings = timings[timings["variant"].isin(variant_names | {REFERENCE})]
+    if not (set(timings["variant"]) - {REFERENCE}):
+        return []
+    reference = timings[timings["variant"] == REFERENCE].set_index(["mode", "T"])["median_ms"]
+    layers = timings[timings["mode"] != "train_step"].copy()
+    layers["vs_sdpa"] = [row.median_ms / reference.get((row.mode, row.T), float("nan")) for row in layers.itertuples()]
+    layers["of_ceiling"] = layers["gflops_per_s"] / ceiling if ceiling else float("nan")
+    layers["cell"] = [
+        f"{row.median_ms:.2f} ms ({row.vs_sdpa:.2f}× sdpa, {row.of_ceiling:.0%} of peak)" for row in layers.itertuples()
+    ]
+    table = layers.pivot_table(index=["mode", "variant"], columns="T", values="cell", aggfunc="first").reset_index()
+    table.columns = [str(column) if column in ("mode", "variant") else f"T={column}" for column in table.columns]
+    steps = timings[timings["mode"] == "train_step"][["variant", "T", "batch", "median_ms", "iqr_ms", "tokens_per_s"]]
+    sources = ", ".join(sorted(f"{v}: {s}" for v, s in layers[["variant", "flops_source"]].dropna().drop_duplicates().itertuples(index=False)))
+    blocks: list[Block] = [
+        f"From {Path(speed_file).name}, measured {machine.get('datetime', '?')} on "
+        f"{machine.get('cpu', {}).get('brand_raw', machine.get('machine', '?'))}: one attention layer, forward and "
+        "forward + backward, at a fixed number of tokens per batch; median over rounds. Each cell: median time "
+        "(ratio to raw scaled_dot_product_attention with the same projections, measured in the same run; share of this "
+        f"machine's float32 matmul ceiling{f' of {ceiling:.1f} GFLOP/s' if ceiling else ''}). FLOPs follow the "
+        "FlashAttention convention for causal attention (the masked half not counted; forward + backward = 3.5 × "
+        f"forward for the attention core) plus the projections{f' — source per variant: {sources}' if sources else ''}.",
+        table,
+        Figure(figures.speed(layers, REFERENCE, figure_dir / "speed.png"), "Median time against T, log-log, with an O(T²) guide; the raw-SDPA reference dashed black."),
+    ]
+    if layers["gflops_per_s"].notna().any():
+        blocks.append(Figure(figures.throughput(layers, ceiling, REFERENCE, figure_dir / "gflops.png"), "Achieved GFLOP/s against T."))
+    if len(steps):
+        blocks += ["One full training step of the default model through the framework:", steps.round(2)]
+    return blocks

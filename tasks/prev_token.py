@@ -1,0 +1,31 @@
+"""Previous token (seed 003): at each position, output the token before it. Random tokens; the
+first position has no previous token and is not scored. Seq_len 8, vocab 10:
+
+    inputs   3  9  4  4  1  7  0  2
+    targets  .  3  9  4  4  1  7  0
+
+A purely positional task: one RoPE head attending exactly one position back solves it, which is
+what the rotary QK-offset analysis looks for. Slice: ``position``.
+"""
+from __future__ import annotations
+
+import torch
+
+from tasks.base import IGNORE_INDEX, Batch, Task
+
+
+class PreviousToken(Task):
+    name = "prev_token"
+    predicts_next_token = False
+
+    def __init__(self, *, seq_len: int = 32, vocab_size: int = 16) -> None:
+        super().__init__(seq_len=seq_len, vocab_size=vocab_size)
+
+    @property
+    def fixed_offsets(self) -> tuple[int, ...]:
+        return (1,)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        inputs = torch.randint(0, self.vocab_size, (batch_size, self.seq_len), generator=generator)
+        targets = torch.cat([torch.full_like(inputs[:, :1], IGNORE_INDEX), inputs[:, :-1]], dim=1)
+        return Batch(inputs, targets, {"position": torch.arange(self.seq_len).expand(batch_size, -1)})
