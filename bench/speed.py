@@ -1,8 +1,13 @@
 """What the speed suite measures: one attention layer at a fixed number of tokens per batch,
 its FLOPs and its memory, for every registered variant and a raw-SDPA reference.
 
-    FLOPs    torch.utils.flop_counter on the layer's explicit path (need_weights=True), which
-             runs the same matmuls as the fused path but in ops the counter can see
+    FLOPs    the FlashAttention convention for causal attention: the attention core's forward
+             FLOPs with the masked half left out (4 B H T^2 d / 2 for dot-product attention),
+             forward + backward = 3.5 x forward; plus the projections (forward + backward = 3 x
+             forward). The core comes from the variant's own formula (``attention_flops``) where
+             it has one, otherwise from torch.utils.flop_counter on its explicit path
+             (need_weights=True) with every batched product (bmm: attention's, not the
+             projections' mm) that has a T x T operand or result halved
     memory   the peak of bytes allocated during one run above the level before it: on CUDA the
              allocator's own peak; on CPU, which keeps none, replayed from the allocation and free
              events of torch's profiler (activations, what autograd keeps for backward,
@@ -16,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from variants import VARIANTS
 from variants.base import AttentionVariant
@@ -76,12 +81,35 @@ def workload(layer: AttentionVariant, seq_len: int, mode: str, device: torch.dev
     return forward if mode == "forward" else forward_backward
 
 
-def count_flops(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> int:
-    run = workload(layer, seq_len, mode, device, need_weights=True)
-    with FlopCounterMode(display=False) as counter:
+BATCHED_PRODUCTS = (torch.ops.aten.bmm, torch.ops.aten.baddbmm)
+
+
+def causal_formula(formula: Callable, seq_len: int) -> Callable:
+    """A flop_counter formula that counts half of a product with a (T, T) operand or result: the
+    masked half of causal attention, which a kernel that skips it never computes."""
+    def count(*args, out_val=None, **kwargs) -> int:
+        flops = formula(*args, out_val=out_val, **kwargs)
+        tensors = [t for t in (*args, out_val) if isinstance(t, Tensor) and t.dim() >= 2]
+        return flops // 2 if any(tuple(t.shape[-2:]) == (seq_len, seq_len) for t in tensors) else flops
+
+    count._get_raw = True  # receives tensors, as the formula it wraps does
+    return count
+
+
+def count_flops(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> tuple[int, str]:
+    """(FLOPs of one run in the convention of this module's docstring, where the core's come from)."""
+    run = workload(layer, seq_len, "forward", device, need_weights=True)
+    mapping = {op: causal_formula(flop_registry[op], seq_len) for op in BATCHED_PRODUCTS}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         run()
-    layer.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    counts = counter.get_flop_counts()
+    root = type(layer).__name__
+    projections = sum(sum(counts.get(f"{root}.{name}", {}).values()) for name, module in layer.named_modules() if isinstance(module, nn.Linear))
+    formula = layer.attention_flops(batch_size(seq_len), seq_len)
+    core, source = (formula, "formula") if formula is not None else (counter.get_total_flops() - projections, "counter, causal half")
+    if mode == "forward_backward":
+        return round(3 * projections + 3.5 * core), source
+    return projections + core, source
 
 
 def peak_allocated_bytes(run: Callable[[], None]) -> int:

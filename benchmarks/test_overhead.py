@@ -23,8 +23,8 @@ def setup():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(CONFIG_NAME, overrides=["task=induction"])
     torch.manual_seed(0)
-    inputs, targets = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0))
-    return cfg, inputs, targets
+    batch = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0))
+    return cfg, batch.inputs, batch.targets
 
 
 def measure(benchmark, medians, name, step):

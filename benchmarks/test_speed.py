@@ -52,9 +52,9 @@ def test_matmul_ceiling(benchmark, medians, device):
 def test_attention_layer(benchmark, medians, device, variant, seq_len, mode):
     benchmark.group = f"{mode} T={seq_len}"
     layer = attention_layer(variant, seq_len, device)
-    flops = count_flops(layer, seq_len, mode, device)
+    flops, flops_source = count_flops(layer, seq_len, mode, device)
     batch = batch_size(seq_len)
-    info = dict(variant=variant, mode=mode, T=seq_len, batch=batch, d_head=D_MODEL // N_HEADS, flops=flops,
+    info = dict(variant=variant, mode=mode, T=seq_len, batch=batch, d_head=D_MODEL // N_HEADS, flops=flops, flops_source=flops_source,
                 peak_memory_bytes=memory_bytes(layer, seq_len, mode, device), device=str(device))  # fmt: skip
     timed(benchmark, medians, (variant, mode, seq_len), workload(layer, seq_len, mode, device), **info)
     median = medians.get((variant, mode, seq_len))
@@ -74,10 +74,10 @@ def test_training_step(benchmark, medians, device, variant):
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     optimizer, scheduler = make_optimizer(model, cfg.train)
-    inputs, targets = (t.to(device) for t in build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0)))
+    batch = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0)).to(device)
 
     def step() -> None:
-        train_step(model, optimizer, scheduler, inputs, targets, cfg.train.grad_clip)
+        train_step(model, optimizer, scheduler, batch.inputs, batch.targets, cfg.train.grad_clip)
         synchronize(device)
 
     timed(benchmark, medians, (variant, "train_step"), step, variant=variant, mode="train_step",

@@ -11,7 +11,7 @@ from torch import nn
 
 from bench.core.config import build_model, build_task
 from bench.core.job import run
-from bench.core.train import Evaluation, evaluate, learning_rate_factor, make_optimizer, scored_loss, stream, train
+from bench.core.train import GrokfastEMA, evaluate, learning_rate_factor, make_optimizer, scored_loss, stream, train
 from tasks import IGNORE_INDEX, Batch
 from test_launchers import without_timing
 
@@ -165,3 +165,14 @@ def test_batch_moves_with_its_slices():
     batch = Batch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), {"gap": torch.ones(2, 3, dtype=torch.long)})
     moved = batch.to("meta")
     assert moved.inputs.is_meta and moved.slices["gap"].is_meta and len(moved) == 2
+
+
+def test_grokfast_adds_lambda_times_the_gradients_moving_average():
+    parameter = nn.Parameter(torch.zeros(2))
+    grokfast = GrokfastEMA(alpha=0.5, weight=2.0)
+    parameter.grad = torch.tensor([1.0, -1.0])
+    grokfast([parameter])
+    assert parameter.grad.tolist() == [3.0, -3.0]  # the average starts at the first gradient: g + 2 g
+    parameter.grad = torch.tensor([3.0, 1.0])
+    grokfast([parameter])
+    assert parameter.grad.tolist() == [3.0 + 2 * 2.0, 1.0 + 2 * 0.0]  # average 0.5 (1, -1) + 0.5 (3, 1) = (2, 0)

@@ -91,6 +91,12 @@ class AttentionVariant(nn.Module):
     def trainable(self) -> bool:
         return True
 
+    def attention_flops(self, batch: int, seq_len: int) -> int | None:
+        """Forward FLOPs of the attention core (projections excluded) on causal input, in the
+        FlashAttention convention (the masked half not counted); None to have the speed suite
+        count them on the explicit path."""
+        return None
+
     def head_matrices(self) -> HeadMatrices | None:
         """Per-head W_Q, W_K, W_V, W_O, or None where the scores are not a bilinear form of the stream."""
         return None

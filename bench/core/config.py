@@ -76,6 +76,8 @@ class TrainConfig:
     warmup_steps: int = ranged(100, 0, 10**9)
     min_lr_ratio: float = ranged(0.1, 0, 1)
     grad_clip: float = ranged(1.0, 0, 1e6)  # 0: no clipping
+    grokfast_lambda: float = ranged(0.0, 0, 100)  # 0: off; > 0 adds this times the gradients' EMA (Grokfast)
+    grokfast_alpha: float = ranged(0.98, 0, 1, high_open=True)  # the EMA's decay
     eval_every: int = ranged(100, 1, 10**9)
     eval_batches: int = ranged(4, 1, 10**5)
     target_accuracy: Optional[float] = ranged(0.99, 0, 1, low_open=True)  # null: no early stop
