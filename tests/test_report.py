@@ -96,7 +96,7 @@ def test_a_diverged_seed_counts_against_its_learning_rate_and_is_never_averaged_
         result("standard", "copy", 0, 0.9, lr=0.01), result("standard", "copy", 1, 0.9, lr=0.01),
     ])  # fmt: skip
     selection = select_runs(load_results(sweep).runs)
-    rates = selection.learning_rates.set_index("train.lr")
+    rates = selection.grid.set_index("train.lr")
     assert rates.loc[0.1, "validation_accuracy"] == pytest.approx(0.495) and rates.loc[0.1, "diverged"] == 1
     assert selection.selected["train.lr"].tolist() == [0.01, 0.01]
     assert "diverged" in write_report(sweep, tmp_path / "out").read_text().split("## Runs that did not complete")[1]

@@ -87,6 +87,18 @@ class TrainConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """How the report turns runs into numbers; it changes no run (left out of the config hash)."""
+
+    # Config keys over which the report picks, per setting x task, the value with the best mean
+    # validation accuracy (e.g. [train.lr, train.weight_decay] for MAD's grid).
+    select_on: list[str] = field(default_factory=lambda: ["train.lr"])
+    # A summary score for the leaderboard: none, or mad (the mean over a task's difficulty settings
+    # of the selected test accuracy, averaged over tasks; MAD-lab, Poli et al. 2024).
+    score: str = choice("none", ("none", "mad"))
+
+
+@dataclass
 class Config:
     variant: Any = MISSING
     task: Any = MISSING
@@ -95,6 +107,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: Any = MISSING  # analysis.<name>.<option>, one node per registered analysis
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     resume: bool = True  # skip a job whose result.json completed with the same config and code
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
 
@@ -105,10 +118,11 @@ RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threa
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The resolved config without its run-control keys and analysis options: what training depends
-    on (each analysis's output records its own options)."""
+    """The resolved config without its run-control keys, analysis options and report protocol: what
+    training depends on (each analysis's output records its own options)."""
     identity = copy.deepcopy(config)
     identity.pop("analysis", None)
+    identity.pop("protocol", None)
     for key in RUN_CONTROL_KEYS:
         *parents, leaf = key.split(".")
         node = identity
@@ -216,6 +230,9 @@ def validate(cfg: DictConfig) -> None:
     for name in analyses.ANALYSES:
         check_fields(cfg.analysis[name], SCHEMAS["analysis", name], f"analysis.{name}")
     check_device(cfg.device)
+    for key in cfg.protocol.select_on:
+        if OmegaConf.select(cfg, key) is None or key.split(".")[0] not in ("train", "model", "task", "variant"):
+            raise ConfigError(f"protocol.select_on names '{key}', which is not a train, model, task or variant key of this config")
     if cfg.task.seq_len > cfg.model.max_seq_len:
         raise ConfigError(
             f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="

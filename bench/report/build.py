@@ -66,12 +66,13 @@ def overview_blocks(results: Results, selection: Selection, sweep_dirs: list[Pat
 def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
     selected = selection.selected
     accuracy = selected.groupby(["setting", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
-    swept_rates = (selection.learning_rates.groupby(["setting", "task"]).size() > 1).any()
+    swept_grid = (selection.grid.groupby(["setting", "task"]).size() > 1).any()
     detail = (
         selected.groupby(["setting", "task"])
         .agg(test_accuracy=("test_accuracy", describe), exact_match=("test_exact_match", describe),
              validation_accuracy=("validation_accuracy", describe), steps_to_target=("steps_to_target", reached),
-             chance=("chance_accuracy", "first"), parameters=("n_params", "first"), lr=("train.lr", "first"))
+             chance=("chance_accuracy", "first"), parameters=("n_params", "first"),
+             **{key: (key, "first") for key in selection.select_on})
         .reset_index()
         .round({"chance": 3})
     )  # fmt: skip
@@ -85,11 +86,10 @@ def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
         "target, over the seeds that reached it (reached / seeds). Chance: the best context-free guess.",
         detail,
     ]
-    if swept_rates:
-        rates = selection.learning_rates.assign(validation_accuracy=lambda t: t["validation_accuracy"].round(3),
-                                                validation_loss=lambda t: t["validation_loss"].round(3))  # fmt: skip
-        blocks += ["Learning rates swept: mean final validation accuracy per rate (a diverged seed counts as 0); "
-                   "the chosen one gives every number above.", rates]  # fmt: skip
+    if swept_grid:
+        grid = selection.grid.round({"validation_accuracy": 3, "validation_loss": 3})
+        blocks += [f"Selection grid ({', '.join(selection.select_on)}): mean final validation accuracy per point (a diverged "
+                   "seed counts as 0); the chosen point gives every number above.", grid]  # fmt: skip
     return blocks
 
 
@@ -170,7 +170,7 @@ def provenance(results: Results) -> pd.DataFrame:
 
 
 def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, speed_file: Path | None) -> list[Section]:
-    selection = select_runs(results.runs)
+    selection = select_runs(results.runs, tuple(results.protocol.get("select_on") or ()))
     overview, missing = overview_blocks(results, selection, sweep_dirs)
     sections: list[Section] = [("Overview", overview)]
     if len(selection.selected):

@@ -6,10 +6,11 @@ The protocol, in order:
    completed run first, then the one that finished last.
 2. A setting is a variant plus every config value that differs between runs of the same variant
    and task, other than the seed and the learning rate.
-3. Where several learning rates were swept, each setting x task keeps the rate with the best mean
-   final *validation* accuracy over its seeds; a diverged seed counts as 0 there, a failed one
-   (an error, not a result) is left out. Ties go to the lower validation loss.
-4. The selected runs are the completed runs at that rate. Every section reports their *test*
+3. Over the selection grid (the runs' ``protocol.select_on`` keys, the learning rate by default;
+   MAD's experiment adds weight decay), each setting x task keeps the grid point with the best
+   mean final *validation* accuracy over its seeds; a diverged seed counts as 0 there, a failed
+   one (an error, not a result) is left out. Ties go to the lower validation loss.
+4. The selected runs are the completed runs at that point. Every section reports their *test*
    numbers; the others are counted and listed, never averaged in.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss
                     "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "finished_at",
                     "config_hash", "error", "train.lr"]  # fmt: skip
 # Config columns that place a run in a sweep, or steer how it ran, rather than settings to compare.
-NOT_SETTINGS = {"seed", "variant.name", "task.name", "train.lr", *RUN_CONTROL_KEYS}
+NOT_SETTINGS = {"seed", "variant.name", "task.name", *RUN_CONTROL_KEYS}
+DEFAULT_SELECTION = ("train.lr",)
 IDENTITY = ["run", "variant", "task", "seed", "setting"]
 
 
@@ -43,6 +45,15 @@ class Results:
     analyses: dict[str, pd.DataFrame] = field(default_factory=dict)  # analysis name -> run x row
     job_dirs: dict[str, Path] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """The runs' report protocol (protocol.select_on, protocol.score): the first run's that has one."""
+        for record in self.records.values():
+            protocol = (record.get("config") or {}).get("protocol")
+            if isinstance(protocol, dict):
+                return protocol
+        return {"select_on": list(DEFAULT_SELECTION), "score": "none"}
 
 
 def load_results(*sweep_dirs: Path) -> Results:
@@ -108,8 +119,8 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in config.items():
-        if key == "analysis" and not prefix:
-            continue  # analysis options travel with each analysis's output, not as settings
+        if key in ("analysis", "protocol") and not prefix:
+            continue  # analysis options travel with each analysis's output; the protocol is the report's
         if isinstance(value, dict):
             flat.update(flatten(value, f"{prefix}{key}."))
         else:
@@ -117,10 +128,10 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def swept_settings(runs: pd.DataFrame) -> list[str]:
-    """Config columns with more than one value among the runs of some variant x task (NaN, the mark
-    of an option another variant lacks, is not a value)."""
-    config_columns = [c for c in runs.columns if "." in c and c not in NOT_SETTINGS]
+def swept_settings(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTION) -> list[str]:
+    """Config columns other than the selection grid with more than one value among the runs of some
+    variant x task (NaN, the mark of an option another variant lacks, is not a value)."""
+    config_columns = [c for c in runs.columns if "." in c and c not in NOT_SETTINGS and c not in select_on]
     by_group = runs.groupby(["variant", "task"])
     return [c for c in config_columns if (by_group[c].nunique(dropna=True) > 1).any()]
 
@@ -136,33 +147,36 @@ def setting_labels(runs: pd.DataFrame, settings: list[str]) -> pd.Series:
 
 @dataclass
 class Selection:
-    selected: pd.DataFrame  # completed runs at the chosen learning rate: behind every table
+    selected: pd.DataFrame  # completed runs at the chosen grid point: behind every table
     runs: pd.DataFrame  # every run, with its setting label
-    learning_rates: pd.DataFrame  # setting x task x lr: mean validation accuracy, seeds, chosen
+    grid: pd.DataFrame  # setting x task x grid point: mean validation accuracy, seeds, diverged, chosen
+    select_on: list[str]  # the grid's keys
     settings: list[str]
 
 
-def select_runs(runs: pd.DataFrame) -> Selection:
+def select_runs(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTION) -> Selection:
     """The protocol of this module's docstring."""
     runs = runs[runs["variant"].notna() & runs["task"].notna()].copy()
-    settings = swept_settings(runs)
+    select_on = [key for key in select_on if key in runs]
+    settings = swept_settings(runs, tuple(select_on))
     runs["setting"] = setting_labels(runs, settings)
     scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
         _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
         _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
     )
-    rates = (
-        scored.groupby(["setting", "task", "train.lr"], dropna=False)
+    keys = ["setting", "task", *select_on]
+    grid = (
+        scored.groupby(keys, dropna=False)
         .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), seeds=("seed", "count"),
              diverged=("status", lambda s: int((s == "diverged").sum())))
         .reset_index()
     )  # fmt: skip
-    rates = rates.sort_values(["setting", "task", "validation_accuracy", "validation_loss"], ascending=[True, True, False, True])
-    rates["chosen"] = ~rates.duplicated(["setting", "task"])
-    chosen = rates[rates["chosen"]][["setting", "task", "train.lr"]]
+    grid = grid.sort_values(["setting", "task", "validation_accuracy", "validation_loss"], ascending=[True, True, False, True])
+    grid["chosen"] = ~grid.duplicated(["setting", "task"])
+    chosen = grid[grid["chosen"]][keys]
     completed = runs[runs["status"] == "completed"]
-    selected = completed.merge(chosen, on=["setting", "task", "train.lr"]) if len(chosen) else completed.iloc[:0]
-    return Selection(selected.sort_values(["setting", "task", "seed"]).reset_index(drop=True), runs, rates.reset_index(drop=True), settings)
+    selected = completed.merge(chosen, on=keys) if len(chosen) else completed.iloc[:0]
+    return Selection(selected.sort_values(["setting", "task", "seed"]).reset_index(drop=True), runs, grid.reset_index(drop=True), select_on, settings)
 
 
 def with_identity(rows: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
