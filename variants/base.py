@@ -64,6 +64,9 @@ class HeadMatrices:
 
 class AttentionVariant(nn.Module):
     name: ClassVar[str]
+    # A control (e.g. position-only attention) exists to show what a task needs; the report marks it
+    # and does not rank it with the models.
+    is_control: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -131,6 +131,7 @@ def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]
         "num_threads": torch.get_num_threads(),
         "n_params": sum(p.numel() for p in model.parameters()),
         "trained": model.trainable,
+        "control": variants.VARIANTS[cfg.variant.name].is_control,
         "train_time_s": outcome.train_seconds,
         "train_tokens_per_s": outcome.tokens_per_second,
     }

@@ -29,7 +29,7 @@ from bench.core.results import RESULT_FILE, read_result
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 # Columns every runs table has, so that a sweep of failed runs alone still makes a report.
 EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss", "test_accuracy", "test_loss",
-                    "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "finished_at",
+                    "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "control", "finished_at",
                     "config_hash", "error", "train.lr"]  # fmt: skip
 # Config columns that place a run in a sweep, or steer how it ran, rather than settings to compare.
 NOT_SETTINGS = {"seed", "variant.name", "task.name", *RUN_CONTROL_KEYS}
@@ -109,7 +109,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values, dict):
             row.update({f"{split}_{key}": value for key, value in values.items()})
     row["steps_to_target"] = steps_to_target.get("test")
-    for key in ("steps_run", "n_params", "trained", "chance_accuracy", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
+    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
         row[key] = record.get(key)
     row["git_commit"] = environment.get("git_commit")
     row.update(flatten(record.get("config") if isinstance(record.get("config"), dict) else {}))
