@@ -109,6 +109,7 @@ REFUSED = [
     (["variant.rope_base=100"], r"longer than the induction match reaches"),
     (["variant.ablate=layer2_qk"], r"variant.ablate='layer2_qk' is unknown; allowed: none, layer0_ov, layer1_ov"),
     (["variant.gamma=0"], r"variant.gamma=0.0 is out of range; allowed: > 0"),
+    (["variant.beta=5"], r"variant.beta=5.0 is too small for the induction match to outweigh every other key at every gap of model.max_seq_len=512; allowed: variant.beta >= \d+\.\d$"),
     (["variant.rope_base=1"], r"variant.rope_base=1.0 is out of range; allowed: > 1"),
 ]
 

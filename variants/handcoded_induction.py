@@ -48,6 +48,9 @@ barely turns, so the match survives the distance. It must beat the crosstalk of 
 competitors, about sqrt(2 ln G / k) for random codes (for one-hot codes only a pair partner
 leaks, by |sin(G theta_i)|). The largest gap where it still does is the circuit's reach; it grows
 with rope_base and head_dim, and must cover the context.
+beta sets the margin: the match must outweigh all other keys together even if every one of them
+had the worst crosstalk, beta (C(G) - X(G)) >= ln(context - 1) at every gap G, X the crosstalk
+bound; a smaller beta is refused with the least one that works (about 28 at the default sizes).
 
 Spare heads keep their random Q/K/V but write nothing (their columns of W_O are zero), and so do
 layers after the first two, so fine-tuning (``finetune=true``) can recruit them.
@@ -183,7 +186,8 @@ class HandcodedInductionAttention(AttentionVariant):
                 f"{PREVIOUS_TOKEN_MASS}: raise variant.alpha or variant.head_dim"
             )
         one_hot = vocab_size <= self.code_dims
-        reach = match_reach(self.frequencies[self.slow_dims() // 2], self.code_dims, one_hot, context - 1)
+        code_frequencies = self.frequencies[self.slow_dims() // 2]
+        reach = match_reach(code_frequencies, self.code_dims, one_hot, context - 1)
         if reach < context - 1:
             codes = "one-hot codes" if one_hot else (
                 f"random codes of a vocabulary of {vocab_size}, which no RoPE setting tells apart over "
@@ -195,6 +199,12 @@ class HandcodedInductionAttention(AttentionVariant):
                 f"variant.head_dim={self.head_dim}, k={self.code_dims} code dimensions from "
                 f"model.d_model={self.d_model} holding {codes}); raise variant.rope_base, variant.head_dim "
                 "or model.d_model, or shorten model.max_seq_len"
+            )
+        needed = beta_needed(code_frequencies, self.code_dims, one_hot, context - 1)
+        if self.beta < needed:
+            raise ValueError(
+                f"variant.beta={self.beta} is too small for the induction match to outweigh every other key at every "
+                f"gap of model.max_seq_len={context}; allowed: variant.beta >= {needed:.1f}"
             )
 
     def previous_token_weights(self) -> Tensor:
@@ -282,18 +292,29 @@ def worst_previous_token_mass(weights: Tensor, frequencies: Tensor, alpha: float
     return (relative[1] / relative.cumsum(0)[1:]).min().item() if context > 1 else 1.0
 
 
-def match_reach(code_frequencies: Tensor, code_dims: int, one_hot: bool, longest_gap: int) -> int:
-    """Largest gap G <= longest_gap up to which the induction match beats its crosstalk at every gap.
+def match_signal_and_crosstalk(code_frequencies: Tensor, code_dims: int, one_hot: bool, longest_gap: int) -> tuple[Tensor, Tensor]:
+    """At every gap G = 1..longest_gap: the induction match's score per unit beta, C(G), and the
+    largest score per unit beta another key can reach, X(G).
 
-    code_frequencies: theta of the rotary pair of each code dimension. Random codes: the mean of
-    cos(G theta) must exceed sqrt(2 ln G / k), the largest overlap among G random codes.
-    One-hot codes: each code's cos(G theta) must exceed its pair partner's |sin(G theta)|.
-    """
+    code_frequencies: theta of the rotary pair of each code dimension. Random codes: C is the mean
+    of cos(G theta), X = sqrt(2 ln G / k), the largest overlap among G random codes. One-hot codes:
+    C is each code's cos(G theta) (the worst), X its pair partner's |sin(G theta)|."""
     gap = torch.arange(1, longest_gap + 1, dtype=torch.float64, device="cpu")
     angle = gap[:, None] * code_frequencies
     if one_hot:
-        holds = (angle.cos() > angle.sin().abs()).all(-1)
-    else:
-        holds = angle.cos().mean(-1) > (2 * gap.log() / code_dims).sqrt()
-    fails = (~holds).nonzero()
+        return angle.cos().min(-1).values, angle.sin().abs().max(-1).values
+    return angle.cos().mean(-1), (2 * gap.log() / code_dims).sqrt()
+
+
+def match_reach(code_frequencies: Tensor, code_dims: int, one_hot: bool, longest_gap: int) -> int:
+    """Largest gap G <= longest_gap up to which the induction match beats its crosstalk at every gap."""
+    signal, crosstalk = match_signal_and_crosstalk(code_frequencies, code_dims, one_hot, longest_gap)
+    fails = (signal <= crosstalk).nonzero()
     return int(fails[0]) if len(fails) else longest_gap
+
+
+def beta_needed(code_frequencies: Tensor, code_dims: int, one_hot: bool, longest_gap: int) -> float:
+    """The least beta for which, at every gap, the match outweighs all other keys together even if
+    each had the worst crosstalk: beta (C(G) - X(G)) >= ln(longest_gap)."""
+    signal, crosstalk = match_signal_and_crosstalk(code_frequencies, code_dims, one_hot, longest_gap)
+    return math.log(max(longest_gap, 2)) / (signal - crosstalk).min().item()
