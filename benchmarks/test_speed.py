@@ -51,7 +51,10 @@ def test_matmul_ceiling(benchmark, medians, device):
 @pytest.mark.parametrize("variant", [REFERENCE, *sorted(VARIANTS)])
 def test_attention_layer(benchmark, medians, device, variant, seq_len, mode):
     benchmark.group = f"{mode} T={seq_len}"
-    layer = attention_layer(variant, seq_len, device)
+    try:
+        layer = attention_layer(variant, seq_len, device)
+    except ValueError as refused:  # a constructed circuit sized by its own limits
+        pytest.skip(f"{variant} cannot be built at d_model {D_MODEL}, T={seq_len}: {refused}")
     flops, flops_source = count_flops(layer, seq_len, mode, device)
     batch = batch_size(seq_len)
     info = dict(variant=variant, mode=mode, T=seq_len, batch=batch, d_head=D_MODEL // N_HEADS, flops=flops, flops_source=flops_source,
@@ -70,7 +73,7 @@ def test_attention_layer(benchmark, medians, device, variant, seq_len, mode):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_training_step(benchmark, medians, device, variant):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=[f"variant={variant}", "task=induction", f"device={device}"])
+        cfg = compose(CONFIG_NAME, overrides=[f"variant={variant}", "task=induction", f"device={device}", *VARIANTS[variant].required_config])
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     optimizer, scheduler = make_optimizer(model, cfg.train)

@@ -24,7 +24,7 @@ def test_defaults_compose_and_validate(make_config):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_variant_and_task_builds(make_config, variant, task):
-    cfg = make_config(f"variant={variant}", f"task={task}")
+    cfg = make_config(f"variant={variant}", f"task={task}", *VARIANTS[variant].required_config)
     validate(cfg)
     assert build_model(cfg).max_seq_len == cfg.model.max_seq_len
     assert build_task(cfg).name == task

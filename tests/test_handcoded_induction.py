@@ -97,10 +97,10 @@ def test_rotary_frequencies_are_those_of_the_rotary_embedding():
 
 
 REFUSED = [
-    (["model.n_layers=1"], r"model.n_layers=1: the circuit needs a previous-token layer and an induction layer"),
+    (["model.n_layers=1"], r"model.n_layers=1: the circuit needs a first layer and an induction layer; allowed: n_layers >= 2"),
     (["model.mlp=true"], r"model.mlp=true: the hand-coded circuit is attention-only"),
     (["model.layer_norm=true"], r"model.layer_norm=true"),
-    (["model.learned_positions=true"], r"model.learned_positions=true"),
+    (["model.learned_positions=true"], r"model.learned_positions=true: this circuit takes its positions from RoPE; allowed: model.learned_positions=false"),
     (["model.d_model=3", "model.n_heads=1"], r"model.d_model=3 leaves no room for token codes.*d_model >= 4"),
     (["variant.head_dim=16"], r"variant.head_dim=16 cannot hold the k=21 code dimensions.*head_dim >= 21"),
     (["variant.head_dim=33"], r"allowed: an even head_dim"),

@@ -7,7 +7,8 @@ import torch
 from bench.core.config import options_schema, VARIANT_ARGUMENTS
 from variants import VARIANTS, AttentionVariant
 
-D_MODEL, N_HEADS, MAX_SEQ_LEN, SEQ_LEN, BATCH = 32, 4, 64, 12, 3
+# small enough to be quick, large enough for every registered variant (the constructed circuits included)
+D_MODEL, N_HEADS, MAX_SEQ_LEN, SEQ_LEN, BATCH = 48, 4, 16, 12, 3
 
 
 def make(name: str, seed: int = 0) -> AttentionVariant:

@@ -67,6 +67,9 @@ class AttentionVariant(nn.Module):
     # A control (e.g. position-only attention) exists to show what a task needs; the report marks it
     # and does not rank it with the models.
     is_control: ClassVar[bool] = False
+    # Overrides of the default config that the variant needs to be built at all (a constructed
+    # circuit's shape); the tests build it with them, and the README lists them.
+    required_config: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -65,20 +65,18 @@ import math
 from typing import Annotated
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugin import POSITIVE, ROPE_BASE
-from variants.base import AttentionVariant, HeadMatrices, causal_softmax
+from variants.construction import ConstructedAttention, check_model_family, token_codes
 from variants.rope import Rotary, rotary_frequencies
 
-ABLATIONS = ("none", "layer0_ov", "layer1_ov")
 # The previous-token head must put at least this much attention on position m - 1 at every m.
 PREVIOUS_TOKEN_MASS = 0.99
 BIAS = 0
 
 
-class HandcodedInductionAttention(AttentionVariant):
+class HandcodedInductionAttention(ConstructedAttention):
     name = "handcoded_induction"
 
     def __init__(
@@ -95,9 +93,7 @@ class HandcodedInductionAttention(AttentionVariant):
         finetune: bool = False,
         ablate: str = "none",
     ) -> None:
-        super().__init__(d_model, n_heads, max_seq_len)
-        if ablate not in ABLATIONS:
-            raise ValueError(f"variant.ablate='{ablate}' is unknown; allowed: {', '.join(ABLATIONS)}")
+        super().__init__(d_model, n_heads, max_seq_len, head_dim, finetune, ablate)
         self.code_dims = (d_model - 1) // 3
         if self.code_dims < 1:
             raise ValueError(
@@ -109,33 +105,13 @@ class HandcodedInductionAttention(AttentionVariant):
                 f"variant.head_dim={head_dim} cannot hold the k={self.code_dims} code dimensions of "
                 f"model.d_model={d_model} in rotary pairs; allowed: an even head_dim >= {self.code_dims}"
             )
-        self.head_dim = head_dim
         self.rope_base = rope_base
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
-        self.finetune = finetune
-        self.ablate = ablate
-        width = n_heads * head_dim
-        self.query = nn.Linear(d_model, width, bias=False)
-        self.key = nn.Linear(d_model, width, bias=False)
-        self.value = nn.Linear(d_model, width, bias=False)
-        self.out = nn.Linear(width, d_model, bias=False)
         self.rotary = Rotary(head_dim, max_seq_len, rope_base)
         self.frequencies = rotary_frequencies(head_dim, rope_base)
 
-    @property
-    def trainable(self) -> bool:
-        return self.finetune
-
-    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        q, k, v = (self.split_heads(projection(x)) for projection in (self.query, self.key, self.value))
-        q, k = self.rotary(q), self.rotary(k)
-        if not need_weights:
-            return self.out(self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))), None
-        weights = causal_softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim))
-        return self.out(self.merge_heads(weights @ v)), weights
-
-    def head_matrices(self) -> HeadMatrices:
-        return HeadMatrices.from_linear(self.query.weight, self.key.weight, self.value.weight, self.out.weight, self.n_heads)
+    def rotate(self, heads: Tensor) -> Tensor:
+        return self.rotary(heads)
 
     def rotary_queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k = (self.split_heads(projection(x)) for projection in (self.query, self.key))
@@ -155,25 +131,16 @@ class HandcodedInductionAttention(AttentionVariant):
     def output_code(self) -> slice:
         return slice(1 + 2 * self.code_dims, 1 + 3 * self.code_dims)
 
-    def construct(self, model: nn.Module, layer: int) -> None:
-        """Check that the model can hold the circuit, then set this layer's part of it."""
-        vocab_size = model.embed.num_embeddings
+    def build(self, model: nn.Module, layer: int) -> None:
         if layer == 0:
-            check_attention_only_model(model)
-            self.check_limits(vocab_size)
-        if self.out.weight.is_meta:  # a validation build: the checks are all it needs
-            return
-        with torch.no_grad():
-            self.out.weight.zero_()  # spare heads, and layers after 1, write nothing
-            if layer == 0:
-                self.set_codes(model, vocab_size)
-                self.set_previous_token_head()
-            elif layer == 1:
-                self.set_induction_head()
-            if self.ablate == f"layer{layer}_ov":
-                self.out.weight.zero_()
+            self.set_codes(model)
+            self.set_previous_token_head()
+        elif layer == 1:
+            self.set_induction_head()
 
-    def check_limits(self, vocab_size: int) -> None:
+    def check_limits(self, model: nn.Module) -> None:
+        check_model_family(model, learned_positions=False)
+        vocab_size = model.embed.num_embeddings
         if vocab_size < 2:
             raise ValueError(f"task.vocab_size={vocab_size}: a vocabulary of one token leaves nothing to copy; allowed: vocab_size >= 2")
         context = self.max_seq_len
@@ -221,28 +188,13 @@ class HandcodedInductionAttention(AttentionVariant):
         """The head dimensions S places the code on: the last k, i.e. the slowest rotary pairs."""
         return torch.arange(self.head_dim - self.code_dims, self.head_dim, device="cpu")
 
-    def set_codes(self, model: nn.Module, vocab_size: int) -> None:
-        if vocab_size <= self.code_dims:
-            codes = torch.eye(vocab_size, self.code_dims)
-        else:
-            codes = F.normalize(torch.randn(vocab_size, self.code_dims), dim=-1)
+    def set_codes(self, model: nn.Module) -> None:
+        codes = token_codes(model.embed.num_embeddings, self.code_dims)
         model.embed.weight.zero_()
         model.embed.weight[:, BIAS] = 1
         model.embed.weight[:, self.current_code] = codes
         model.unembed.weight.zero_()
         model.unembed.weight[:, self.output_code] = codes
-
-    def cleared_head_rows(self, projection: nn.Linear) -> Tensor:
-        """Head 0's rows of a query/key/value projection, cleared for the construction to fill."""
-        rows = projection.weight[: self.head_dim]
-        rows.zero_()
-        return rows
-
-    def copy_current_code(self, into: slice, scale: float) -> None:
-        """OV circuit: read the attended token's code from T, write scale times it into `into`."""
-        identity = torch.eye(self.code_dims, device=self.value.weight.device)
-        self.cleared_head_rows(self.value)[: self.code_dims, self.current_code] = identity
-        self.out.weight[into, : self.code_dims] = scale * identity
 
     def set_previous_token_head(self) -> None:
         key = torch.zeros(self.head_dim, dtype=torch.float64)
@@ -253,31 +205,14 @@ class HandcodedInductionAttention(AttentionVariant):
         device = self.key.weight.device
         self.cleared_head_rows(self.key)[:, BIAS] = key.to(device)
         self.cleared_head_rows(self.query)[:, BIAS] = (self.alpha * math.sqrt(self.head_dim) * query).to(device)
-        self.copy_current_code(into=self.previous_code, scale=1.0)
+        self.read_and_write(self.current_code, self.previous_code, scale=1.0)  # position m gets u_(t_(m-1)) in P
 
     def set_induction_head(self) -> None:
         identity = torch.eye(self.code_dims, device=self.query.weight.device)
         slow = self.slow_dims().to(identity.device)
         self.cleared_head_rows(self.query)[slow, self.current_code] = self.beta * math.sqrt(self.head_dim) * identity
         self.cleared_head_rows(self.key)[slow, self.previous_code] = identity
-        self.copy_current_code(into=self.output_code, scale=self.gamma)
-
-
-def check_attention_only_model(model: nn.Module) -> None:
-    """The construction writes the whole stream by hand: nothing else may touch it."""
-    n_layers = len(model.blocks)
-    if n_layers < 2:
-        raise ValueError(
-            f"model.n_layers={n_layers}: the circuit needs a previous-token layer and an induction layer; allowed: n_layers >= 2"
-        )
-    refused = {
-        "model.mlp": any(block.mlp is not None for block in model.blocks),
-        "model.layer_norm": not isinstance(model.final_norm, nn.Identity),
-        "model.learned_positions": model.positions is not None,
-    }
-    for key, present in refused.items():
-        if present:
-            raise ValueError(f"{key}=true: the hand-coded circuit is attention-only with positions from RoPE; allowed: {key}=false")
+        self.read_and_write(self.current_code, self.output_code, scale=self.gamma)
 
 
 def worst_previous_token_mass(weights: Tensor, frequencies: Tensor, alpha: float, context: int) -> float:
