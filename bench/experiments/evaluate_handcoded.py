@@ -21,6 +21,7 @@ from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
 from bench.core.measure import trained_run
 from bench.core.model import Transformer
 from bench.core.train import train
+from variants import VARIANTS
 
 VARIANT = "variant=handcoded_induction"
 # Vocabulary 50257 with random codes in k = (97 - 1) / 3 = 32 dimensions, one head per layer.
@@ -28,9 +29,11 @@ LARGE_VOCABULARY = ("task=induction", "task.vocab_size=50257", "model.d_model=97
 
 
 def compose_config(*overrides: str) -> DictConfig:
-    """The hand-coded variant's config with `overrides`, composed as `python -m bench` does."""
+    """The hand-coded variant's config (the K-composition circuit unless `overrides` name another) with
+    `overrides`, composed as `python -m bench` does."""
+    variant = [] if any(override.startswith("variant=") for override in overrides) else [VARIANT]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(CONFIG_NAME, overrides=[VARIANT, "train.progress=false", *overrides])
+        return compose(CONFIG_NAME, overrides=[*variant, "train.progress=false", *overrides])
 
 
 def repeat_probe(n: int, *overrides: str) -> DictConfig:
@@ -93,6 +96,10 @@ def measurements() -> Iterator[tuple[str, str, float, str]]:
     yield ("head score L1H0 induction", "vocab 50257, n 256", scores["L1H0"]["induction"], "~1")
     for task in ("copy", "induction"):
         yield (f"default sweep config: {task} accuracy", "d_model 64, 4 heads, k 21", accuracy(compose_config(f"task={task}")), "—")
+    q_circuit = ("variant=handcoded_q_induction", "task=induction", "task.seq_len=64", *VARIANTS["handcoded_q_induction"].required_config)
+    for ablation, target in (("none", "1.000"), ("layer0_ov", "near chance (1/63)"), ("layer1_ov", "near chance (1/63)")):
+        cfg = compose_config(*q_circuit, f"variant.ablate={ablation}")
+        yield (f"Q-composition circuit, ablation {ablation}: induction accuracy", "vocab 64 (random codes, k 32), gaps up to 57", accuracy(cfg), target)
 
 
 def main() -> None:
