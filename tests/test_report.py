@@ -3,6 +3,10 @@ the Markdown summary, with test-set numbers and 95% intervals."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -70,7 +74,7 @@ def test_the_interval_is_students_t_over_seeds_and_bounded_to_accuracy():
 def test_the_summary_gives_test_accuracy_with_its_interval_and_lists_what_did_not_complete(sweep, tmp_path):
     text = write_report(sweep, tmp_path / "out").read_text()
     assert "7 runs from 1 sweep: 3 completed, 2 unreadable, 1 failed, 1 running." in text
-    assert "| standard  | 0.990 [0.863, 1.000] (n=2) | 0.500 (n=1)" in text
+    assert "| standard  | model  | 0.990 [0.863, 1.000] (n=2) | 0.500 (n=1)" in text
     assert "| 100 (1/2)  " in text
     assert "RuntimeError: boom" in text and "could not be read as a JSON object" in text
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep).runs)
@@ -87,7 +91,7 @@ def test_the_learning_rate_is_chosen_on_validation_and_every_number_is_on_test(t
     assert selection.selected["train.lr"].unique().tolist() == [0.01] and len(selection.selected) == 2
     text = write_report(sweep, tmp_path / "out").read_text()
     summary = text.split("## Learning curves")[0]
-    assert "| standard  | 0.600 [0.600, 0.600] (n=2) |" in summary and "0.950" not in summary
+    assert "| standard  | model  | 0.600 [0.600, 0.600] (n=2) |" in summary and "0.950" not in summary
 
 
 def test_a_diverged_seed_counts_against_its_learning_rate_and_is_never_averaged_in(tmp_path):
@@ -117,7 +121,7 @@ def test_a_swept_setting_gets_its_own_row(tmp_path):
     records[1]["config"]["model"] = {"d_model": 128}
     records[1]["config_hash"] = "another config"
     text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
-    assert "| standard model.d_model=64  | 0.900 (n=1) |" in text and "| standard model.d_model=128 | 0.950 (n=1) |" in text
+    assert "| standard model.d_model=64  | model  | 0.900 (n=1) |" in text and "| standard model.d_model=128 | model  | 0.950 (n=1) |" in text
 
 
 def test_learning_curves_hold_a_stopped_runs_last_value_so_the_mean_keeps_its_seeds():
@@ -136,7 +140,7 @@ def test_several_sweeps_make_one_report_and_a_config_run_twice_counts_once(tmp_p
     runs = load_results(first, second).runs
     assert len(runs) == 3 and sorted(runs["variant"]) == ["standard", "standard", "triple"]
     text = write_report([first, second], tmp_path / "out").read_text()
-    assert "3 runs from 2 sweeps" in text and "| standard  | 0.850 [0.215, 1.000] (n=2) |" in text
+    assert "3 runs from 2 sweeps" in text and "| standard  | model  | 0.850 [0.215, 1.000] (n=2) |" in text
 
 
 def test_command_line(sweep, tmp_path, capsys):
@@ -182,3 +186,15 @@ def test_the_speed_section_uses_only_the_reports_own_variants(sweep, tmp_path):
     assert "11.00 ms (1.10× sdpa, 18% of peak)" in text and "alibi" not in text, "alibi did not run in this sweep"
     assert (tmp_path / "out" / "figures" / "speed.png").exists() and (tmp_path / "out" / "figures" / "gflops.png").exists()
     assert "## Speed" not in write_report(sweep, tmp_path / "none").read_text(), "no speed file of its own: no speed section"
+
+
+def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    here = {"hostname": socket.gethostname()}
+    records = [
+        result("standard", "copy", 0, 0.0, status="running", pid=int(dead), environment=here),
+        result("standard", "copy", 1, 0.0, status="running", pid=os.getpid(), environment=here),
+        result("standard", "copy", 2, 0.0, status="running", pid=int(dead), environment={"hostname": "another-machine"}),
+    ]
+    runs = load_results(write_results(tmp_path / "sweep", records)).runs
+    assert runs["status"].tolist() == ["killed", "running", "running"], "alive, or on a machine this one cannot see: running"

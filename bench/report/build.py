@@ -25,11 +25,14 @@ from analyses.plotting import bars_with_points
 from analyses.statistics import INTERVAL_NOTE, describe
 from bench.core.measure import read_tensors
 from bench.report import figures
+from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
 from bench.report.tables import Results, Selection, load_results, select_runs, with_identity
 
 EXPECTED_JOBS_FILE = "jobs.json"  # written when a sweep starts (bench.report.callbacks)
+# A run trained under contention when it got less than this share of the cores it asked for.
+CONTENDED_SHARE = 0.8
 
 
 def expected_jobs(sweep_dir: Path) -> list[str] | None:
@@ -64,8 +67,9 @@ def overview_blocks(results: Results, selection: Selection, sweep_dirs: list[Pat
 
 
 def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
-    selected = selection.selected
-    accuracy = selected.groupby(["setting", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
+    selected = selection.selected.assign(role=roles(selection.selected))
+    accuracy = selected.groupby(["setting", "role", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
+    accuracy.columns.name = None
     swept_grid = (selection.grid.groupby(["setting", "task"]).size() > 1).any()
     detail = (
         selected.groupby(["setting", "task"])
@@ -78,7 +82,8 @@ def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
     )  # fmt: skip
     path = figures_summary(selected, figure_dir)
     blocks: list[Block] = [
-        f"Test accuracy on scored positions, {INTERVAL_NOTE}:",
+        f"Test accuracy on scored positions, {INTERVAL_NOTE}. Role: model (trained and ranked), constructed (weights "
+        "set by hand, a reference) or control (shows what a task needs):",
         accuracy,
         Figure(path, "Test accuracy per setting: bar, mean over seeds with its 95% interval; dots, seeds."),
         "Exact match: share of test sequences with every scored token right. Validation accuracy: the set that chose "
@@ -102,6 +107,37 @@ def reached(values: pd.Series) -> str:
     hits = values.dropna()
     median = f"{hits.median():.0f}" if len(hits) else "—"
     return f"{median} ({len(hits)}/{len(values)})"
+
+
+def throughput_blocks(results: Results, selection: Selection) -> tuple[list[Block], list[str]]:
+    """Training tokens/s from the training steps alone (evaluations excluded), its spread over the
+    run's intervals, and the machine's load while it trained; runs that got less than
+    CONTENDED_SHARE of their cores are flagged."""
+    curves = with_identity(results.curves, selection.selected)
+    if curves.empty or "tokens_per_s" not in curves or curves["tokens_per_s"].isna().all():
+        return [], []
+    intervals = curves.dropna(subset=["tokens_per_s"])
+    per_run = intervals.groupby(["run", "setting", "task"]).agg(share=("cpu_share", "median"), load=("load_1min", "median")).reset_index()
+    per_run["contended"] = per_run["share"] < CONTENDED_SHARE
+    table = (
+        intervals.groupby(["setting", "task"])["tokens_per_s"]
+        .agg(tokens_per_s="median", q1=lambda v: v.quantile(0.25), q3=lambda v: v.quantile(0.75))
+        .join(per_run.groupby(["setting", "task"]).agg(cpu_share=("share", "median"), load_1min=("load", "median"),
+                                                        contended_runs=("contended", lambda c: f"{int(c.sum())}/{len(c)}")))
+        .reset_index()
+        .round({"tokens_per_s": 0, "q1": 0, "q3": 0, "cpu_share": 2, "load_1min": 2})
+    )  # fmt: skip
+    contended = int(per_run["contended"].sum())
+    notes = [f"{contended} of {len(per_run)} runs trained with less than {CONTENDED_SHARE:.0%} of the cores they asked for "
+             "(the machine was busy): their throughput understates the variant."] if contended else []  # fmt: skip
+    return [
+        "Training throughput from the training steps alone (evaluations excluded): median tokens/s over every "
+        "evaluation interval of every seed, with its interquartile range (q1, q3); cpu_share is the share of the asked-for "
+        f"cores the process got, load_1min the machine's load average while it trained; a run below {CONTENDED_SHARE:.0%} "
+        "counts as contended. Compare variants' speed in the speed section, measured alone; these are whole-model, "
+        "whole-run figures.",
+        table,
+    ], notes
 
 
 def curve_blocks(results: Results, selection: Selection, figure_dir: Path) -> list[Block]:
@@ -151,7 +187,7 @@ def unfinished_blocks(selection: Selection, results: Results) -> list[Block]:
         return []
     columns = [c for c in ["run", "variant", "task", "seed", "status", "error"] if c in others]
     return ["Runs that are not in any table: failed (with their error), diverged (non-finite training loss), still "
-            "running, or unreadable.", others[columns].drop_duplicates("run")]  # fmt: skip
+            "running, killed (their process is gone), or unreadable.", others[columns].drop_duplicates("run")]  # fmt: skip
 
 
 def provenance(results: Results) -> pd.DataFrame:
@@ -172,9 +208,12 @@ def provenance(results: Results) -> pd.DataFrame:
 def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, speed_file: Path | None) -> list[Section]:
     selection = select_runs(results.runs, tuple(results.protocol.get("select_on") or ()))
     overview, missing = overview_blocks(results, selection, sweep_dirs)
-    sections: list[Section] = [("Overview", overview)]
+    throughput, contention = throughput_blocks(results, selection)
+    stated = findings(selection.selected, with_identity(results.curves, selection.selected), selection.grid, selection.select_on)
+    sections: list[Section] = [("Findings", [stated + contention] if stated or contention else []), ("Overview", overview)]
     if len(selection.selected):
         sections.append(("Summary", summary_blocks(selection, figure_dir)))
+        sections.append(("Throughput", throughput))
         sections.append(("Learning curves", curve_blocks(results, selection, figure_dir)))
         sections.append(("Accuracy by slice", slice_blocks(results, selection, figure_dir)))
         sections += analysis_sections(results, selection, figure_dir)

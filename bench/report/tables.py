@@ -16,6 +16,8 @@ The protocol, in order:
 from __future__ import annotations
 
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,11 +102,26 @@ def latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([hashed, order[order["config_hash"].isna()]]).drop(columns="_completed").sort_index()
 
 
+def process_alive(pid: Any, hostname: Any) -> bool | None:
+    """Whether process `pid` of host `hostname` still runs; None where this machine cannot tell."""
+    if not isinstance(pid, int) or hostname != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
     environment = record.get("environment") if isinstance(record.get("environment"), dict) else {}
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     steps_to_target = record.get("steps_to_target") if isinstance(record.get("steps_to_target"), dict) else {}
     row = {key: record.get(key) for key in RUN_COLUMNS}
+    if row["status"] == "running" and process_alive(record.get("pid"), environment.get("hostname")) is False:
+        row.update(status="killed", error="its process ended without recording a result (killed?); run the sweep again to redo it")
     for split, values in metrics.items():
         if isinstance(values, dict):
             row.update({f"{split}_{key}": value for key, value in values.items()})

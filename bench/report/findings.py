@@ -1,0 +1,124 @@
+"""Findings in words, computed from the selected runs, each with the number behind it: who wins
+each task, who stays at chance or does not learn, which comparisons the seeds cannot resolve (and
+how many seeds would), how much the selection grid mattered, and what the references and controls
+show. Constructed variants (not trained) and controls are never ranked with the models.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from analyses.statistics import describe, interval
+
+# A setting is "at chance" when its mean test accuracy is at most this factor of the chance level
+# (or the chance level plus AT_CHANCE_MARGIN, whichever is larger).
+AT_CHANCE, AT_CHANCE_MARGIN = 2.0, 0.02
+# A loss is "flat" when training lowered the test loss by less than this fraction of its start.
+FLAT_LOSS = 0.05
+# Largest number of seeds per setting worth suggesting; beyond it a difference is called negligible.
+MAX_SEEDS = 1000
+
+
+def roles(selected: pd.DataFrame) -> pd.Series:
+    """'constructed' (set by construction, not trained), 'control', or 'model', per run."""
+    constructed = selected["trained"].eq(False)
+    control = selected["control"].eq(True)
+    return pd.Series(["constructed" if c else "control" if k else "model" for c, k in zip(constructed, control)], index=selected.index)
+
+
+def at_chance(accuracy: float, chance: float) -> bool:
+    return accuracy <= max(AT_CHANCE * chance, chance + AT_CHANCE_MARGIN)
+
+
+def seeds_to_resolve(difference: float, spread: float) -> int | None:
+    """Seeds per setting for a two-sample t-test at 95% to tell a difference of this size apart at
+    this spread (pooled standard deviation); None when it would take more than MAX_SEEDS."""
+    if spread == 0:
+        return 2
+    for n in range(2, MAX_SEEDS + 1):
+        if stats.t.ppf(0.975, 2 * n - 2) * spread * math.sqrt(2 / n) < abs(difference):
+            return n
+    return None
+
+
+def findings(selected: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFrame, select_on: list[str]) -> list[str]:
+    if selected.empty:
+        return []
+    selected = selected.assign(role=roles(selected))
+    sentences: list[str] = []
+    for task, runs in selected.groupby("task"):
+        sentences += task_findings(task, runs)
+    sentences += flat_or_chance(selected, curves)
+    sentences += grid_sensitivity(grid, select_on)
+    return sentences
+
+
+def task_findings(task: str, runs: pd.DataFrame) -> list[str]:
+    sentences = []
+    models = runs[runs["role"] == "model"]
+    means = models.groupby("setting")["test_accuracy"].mean().sort_values(ascending=False)
+    chance = runs["chance_accuracy"].mean()
+    if len(means):
+        best = means.index[0]
+        accuracy = describe(models[models["setting"] == best]["test_accuracy"])
+        if at_chance(means.iloc[0], chance):
+            sentences.append(f"{task}: no model beats chance ({chance:.3f}); the best is {best} at {accuracy}.")
+        else:
+            runner_up = f", ahead of {means.index[1]} at {describe(models[models['setting'] == means.index[1]]['test_accuracy'])}" if len(means) > 1 else ""
+            sentences.append(f"{task}: {best} leads with test accuracy {accuracy}{runner_up}.")
+            for other in means.index[1:]:
+                sentences += unresolved(task, best, other, models)
+    for role in ("constructed", "control"):
+        for setting, group in runs[runs["role"] == role].groupby("setting"):
+            label = "constructed, not trained: a reference, not ranked" if role == "constructed" else "a control, not ranked"
+            sentences.append(f"{task}: {setting} ({label}) reaches {describe(group['test_accuracy'])}.")
+    return sentences
+
+
+def unresolved(task: str, best: str, other: str, models: pd.DataFrame) -> list[str]:
+    first, second = (models[models["setting"] == s]["test_accuracy"] for s in (best, other))
+    a, b = interval(first), interval(second)
+    if a.n < 2 or b.n < 2 or a.low > b.high:
+        return []
+    difference = a.mean - b.mean
+    spread = math.sqrt((first.var(ddof=1) * (a.n - 1) + second.var(ddof=1) * (b.n - 1)) / (a.n + b.n - 2))
+    needed = seeds_to_resolve(difference, spread)
+    resolve = f"about {needed} seeds each would resolve a difference this size" if needed else "the difference is too small to matter"
+    return [f"{task}: {best} vs {other} is unresolved: difference {difference:.3f}, pooled spread (sd) {spread:.3f}, "
+            f"n = {a.n} and {b.n}; {resolve}."]  # fmt: skip
+
+
+def flat_or_chance(selected: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
+    sentences = []
+    for (setting, task), group in selected[selected["role"] != "constructed"].groupby(["setting", "task"]):
+        chance = group["chance_accuracy"].mean()
+        accuracy = group["test_accuracy"].mean()
+        losses = curves[curves["run"].isin(group["run"])] if len(curves) and "test_loss" in curves else pd.DataFrame()
+        flat = ""
+        if len(losses):
+            first = losses.sort_values("step").groupby("run")["test_loss"].first()
+            last = losses.sort_values("step").groupby("run")["test_loss"].last()
+            drop = ((first - last) / first).mean()
+            if drop < FLAT_LOSS:
+                flat = f"; its test loss barely moved ({first.mean():.2f} → {last.mean():.2f}, flat)"
+        if at_chance(accuracy, chance) or flat:
+            state = "stays at chance" if at_chance(accuracy, chance) else "does not learn"
+            sentences.append(f"{setting} {state} on {task}: test accuracy {accuracy:.3f} against chance {chance:.3f}{flat}.")
+    return sentences
+
+
+def grid_sensitivity(grid: pd.DataFrame, select_on: list[str]) -> list[str]:
+    sentences = []
+    for (setting, task), points in grid.groupby(["setting", "task"]):
+        if len(points) < 2:
+            continue
+        chosen = points[points["chosen"]].iloc[0]
+        worst = points["validation_accuracy"].min()
+        point = ", ".join(f"{key}={chosen[key]:g}" for key in select_on)
+        drop = chosen["validation_accuracy"] - worst
+        sensitivity = "sensitive" if drop > 0.1 else "insensitive"
+        sentences.append(f"{setting} on {task}: {point} chosen on validation ({chosen['validation_accuracy']:.3f}); across the "
+                         f"{len(points)} grid points validation accuracy falls by up to {drop:.3f} ({sensitivity}).")  # fmt: skip
+    return sentences
