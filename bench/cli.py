@@ -7,6 +7,7 @@ any job trains or writes a result. A sweep is any command that Hydra runs in mul
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from hydra import compose, initialize_config_dir
@@ -19,6 +20,9 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import analyses
+import tasks
+import variants
 from bench.core.config import CONF_DIR, CONFIG_NAME, ConfigError, validate
 from bench.core.job import main as run_hydra_app
 
@@ -159,9 +163,52 @@ def sweep_job_names(config: DictConfig) -> list[str] | None:
         return None
 
 
+def first_sentence(text: str | None, width: int = 100) -> str:
+    """The first sentence of a docstring or of a file's opening comment, on one line of at most `width`."""
+    paragraph = []
+    for line in (text or "").strip().splitlines():
+        line = line.strip().lstrip("#").strip()
+        if not line:
+            break
+        paragraph.append(line)
+    sentence = re.split(r"(?<=[a-z0-9)])\. (?=[A-Z])", " ".join(paragraph))[0].rstrip(".")
+    return sentence if len(sentence) <= width else sentence[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
+def introduction() -> str:
+    """What `python -m bench --help` prints: what this is, what it can run, and how."""
+    def listing(title: str, entries: dict[str, str]) -> list[str]:
+        width = max(map(len, entries), default=0)
+        return ["", title] + [f"  {name:<{width}}  {line}" for name, line in sorted(entries.items())]
+
+    experiments = {path.stem: first_sentence(path.read_text()) for path in sorted((CONF_DIR / "experiment").glob("*.yaml"))}
+    lines = [
+        "attention-bench: train pluggable attention variants on generated synthetic tasks, through Hydra runs and",
+        "sweeps, and report which attention wins where, and why (accuracy with intervals over seeds, analyses, speed).",
+        "",
+        "usage: python -m bench [-m] [+experiment=<name>] [key=value ...]",
+        *listing("variants (variant=<name>; options variant.<option>=...):", {n: first_sentence(sys.modules[v.__module__].__doc__) for n, v in variants.VARIANTS.items()}),
+        *listing("tasks (task=<name>; options task.<option>=...):", {n: first_sentence(sys.modules[t.__module__].__doc__) for n, t in tasks.TASKS.items()}),
+        *(listing("experiments (python -m bench -m +experiment=<name>):", experiments) if experiments else []),
+        *listing("analyses (run after every job; again with python -m bench.analyze <sweep_dir> analysis=<name>):",
+                 {n: a.title for n, a in analyses.ANALYSES.items()}),
+        "",
+        "examples:",
+        "  python -m bench task=induction                                   one run; prints where its result is",
+        "  python -m bench -m variant=standard,triple task=copy,induction seed=0,1,2   a sweep of 12 jobs and its report",
+        "  python -m bench.report multirun/<sweep>                          rebuild a sweep's report",
+        "",
+        "every key with its default: python -m bench --cfg job   Hydra's own help: python -m bench --hydra-help",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     args = get_args_parser().parse_args()
-    if not (args.help or args.hydra_help or args.info or args.shell_completion):
+    if args.help:
+        print(introduction())
+        return
+    if not (args.hydra_help or args.info or args.shell_completion):
         try:
             check_command_line(args.overrides, args.multirun, args.config_name or CONFIG_NAME)
         except ConfigError as error:

@@ -92,3 +92,13 @@ def test_bad_command_exits_non_zero_with_one_line_and_writes_nothing(tmp_path, a
     assert completed.returncode == 2
     assert completed.stderr.strip().count("\n") == 0 and completed.stderr.startswith("bench: error: ")
     assert not list(tmp_path.rglob("result.json"))
+
+
+def test_help_introduces_the_framework_with_every_variant_task_and_three_examples():
+    completed = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0
+    text = completed.stdout
+    assert text.startswith("attention-bench: train pluggable attention variants")
+    for name in [*VARIANTS, *TASKS]:
+        assert f"\n  {name} " in text
+    assert text.count("\n  python -m bench") >= 3

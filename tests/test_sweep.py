@@ -47,6 +47,9 @@ def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
     assert records[0]["error"] == "RuntimeError: kaboom"
     report = tmp_path / "sweep" / "report" / "report.md"
     assert f"report: {report}" in completed.stdout and str(report.with_name("report.html")) in completed.stdout
+    assert "test accuracy, mean [95% interval] (n = seeds):" in completed.stdout, "a finished sweep prints its summary"
+    logged = completed.stdout + completed.stderr
+    assert "job 1 of 4; 0 finished: broken on copy, seed 0" in logged and "job 4 of 4; 3 finished, about" in logged
     assert "RuntimeError: kaboom" in report.read_text()
     assert (tmp_path / "sweep" / "report" / "results.parquet").exists()
     assert "The sweep asked for 4 jobs; 0 have no result yet." in report.read_text()

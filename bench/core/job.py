@@ -12,6 +12,7 @@ Resuming skips a job only when both match; an edited variant re-runs exactly its
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ import variants
 from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task, run_identity, validate
 from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights
 from bench.core.results import (
+    JOBS_FILE,
     RESULT_FILE,
     code_identity,
     config_hash,
@@ -61,11 +63,12 @@ def already_done(previous: dict[str, Any] | None, current: dict[str, Any], cfg: 
 
 
 def run(
-    cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str], threads: int | None = None
+    cfg: DictConfig, output_dir: Path, single_run: bool, overrides: list[str], threads: int | None = None, progress: bool | None = None
 ) -> dict[str, Any]:
     """Validate, build, train and record one job (unless resuming finds it done); returns its record.
 
-    `threads` sets torch's thread count for the job (None: leave it as it is).
+    `threads` sets torch's thread count for the job (None: leave it as it is); `progress` shows a
+    progress bar (default: in a single run, if train.progress).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -97,7 +100,7 @@ def run(
     started = time.perf_counter()
     try:
         validate(cfg)
-        record.update(execute(cfg, output_dir, progress=single_run and cfg.train.progress))
+        record.update(execute(cfg, output_dir, progress=cfg.train.progress and (single_run if progress is None else progress)))
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         log.error("job failed: %s", record["error"])
@@ -165,14 +168,49 @@ def threads_per_job(launcher: DictConfig) -> int:
     return max(1, cores // max(1, parallel))
 
 
+def sweep_progress(sweep_dir: Path, job_number: int) -> str:
+    """'job 4 of 18; 3 finished, about 6 min left (22 s per finished job)', from the jobs the sweep
+    recorded when it started (jobs.json) and the results already in its directory."""
+    try:
+        expected = json.loads((sweep_dir / JOBS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"job {job_number + 1}"
+    finished = [r for r in (read_result(sweep_dir / job / RESULT_FILE) for job in expected) if isinstance(r, dict) and r.get("status") in ("completed", "failed", "diverged")]
+    times = [r["wall_time_s"] for r in finished if isinstance(r.get("wall_time_s"), (int, float))]
+    text = f"job {job_number + 1} of {len(expected)}; {len(finished)} finished"
+    if times:
+        mean = sum(times) / len(times)
+        text += f", about {duration((len(expected) - len(finished)) * mean)} left ({duration(mean)} per finished job)"
+    return text
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '2 h 05 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def runs_jobs_one_at_a_time(launcher: DictConfig) -> bool:
+    """The basic launcher runs jobs one after another in this process: a progress bar stays readable."""
+    return launcher._target_.endswith("BasicLauncher")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
     hydra_config = HydraConfig.get()
+    single_run = hydra_config.mode == RunMode.RUN
+    output_dir = Path(hydra_config.runtime.output_dir)
+    if not single_run:
+        log.info("%s: %s on %s, seed %s", sweep_progress(output_dir.parent, hydra_config.job.num), cfg.variant.name, cfg.task.name, cfg.seed)
     record = run(
         cfg,
-        Path(hydra_config.runtime.output_dir),
-        single_run=hydra_config.mode == RunMode.RUN,
+        output_dir,
+        single_run=single_run,
         overrides=list(hydra_config.overrides.task),
         threads=cfg.train.num_threads or threads_per_job(hydra_config.launcher),
+        progress=single_run or runs_jobs_one_at_a_time(hydra_config.launcher),
     )
     return (record.get("metrics") or {}).get("test", {}).get("accuracy")

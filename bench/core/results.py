@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 RESULT_FILE = "result.json"
+JOBS_FILE = "jobs.json"  # in a sweep's directory: the jobs it asked for when it started
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("torch", "hydra-core", "omegaconf", "numpy", "pandas")
 PROJECT_PACKAGES = ("bench", "variants", "tasks", "analyses", "plugin")

@@ -24,13 +24,13 @@ from analyses import ANALYSES, Block, Figure, SectionData
 from analyses.plotting import bars_with_points
 from analyses.statistics import INTERVAL_NOTE, describe
 from bench.core.measure import read_tensors
+from bench.core.results import JOBS_FILE
 from bench.report import figures
 from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
 from bench.report.tables import Results, Selection, load_results, select_runs, with_identity
 
-EXPECTED_JOBS_FILE = "jobs.json"  # written when a sweep starts (bench.report.callbacks)
 # A run trained under contention when it got less than this share of the cores it asked for.
 CONTENDED_SHARE = 0.8
 
@@ -38,7 +38,7 @@ CONTENDED_SHARE = 0.8
 def expected_jobs(sweep_dir: Path) -> list[str] | None:
     """The job directories the sweep asked for when it started; None where it did not record them."""
     try:
-        jobs = json.loads((Path(sweep_dir) / EXPECTED_JOBS_FILE).read_text())
+        jobs = json.loads((Path(sweep_dir) / JOBS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return [str(job) for job in jobs] if isinstance(jobs, list) else None
@@ -223,6 +223,17 @@ def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, s
         sections.append(("Missing jobs", ["Asked for by the sweep when it started, with no result yet:", pd.DataFrame({"job": missing})]))
     sections.append(("Provenance", [provenance(results)]))
     return [(title, blocks) for title, blocks in sections if blocks]
+
+
+def accuracy_table(sweep_dirs: list[Path]) -> pd.DataFrame:
+    """Setting x task test accuracy of the selected runs, for the line a sweep prints when it ends."""
+    results = load_results(*sweep_dirs)
+    selected = select_runs(results.runs, tuple(results.protocol.get("select_on") or ())).selected
+    if selected.empty:
+        return pd.DataFrame()
+    table = selected.groupby(["setting", "task"])["test_accuracy"].agg(describe).unstack("task")
+    table.columns.name, table.index.name = None, None
+    return table
 
 
 def write_tables(results: Results, out_dir: Path) -> None:

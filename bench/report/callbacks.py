@@ -9,8 +9,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.cli import sweep_job_names
-from bench.core.results import write_json_atomic
-from bench.report.build import EXPECTED_JOBS_FILE, expected_jobs, write_report
+from bench.core.results import JOBS_FILE, write_json_atomic
+from bench.report.build import accuracy_table, expected_jobs, write_report
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +21,16 @@ class ReportOnMultirunEnd(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         names = sweep_job_names(config)
         if names is not None:
-            write_json_atomic(sweep_dir / EXPECTED_JOBS_FILE, sorted(set(names) | set(expected_jobs(sweep_dir) or [])))
+            write_json_atomic(sweep_dir / JOBS_FILE, sorted(set(names) | set(expected_jobs(sweep_dir) or [])))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            report = write_report(Path(config.hydra.sweep.dir))
+            report = write_report(sweep_dir)
+            table = accuracy_table([sweep_dir])
         except Exception:  # the results are on disk; a report failure must not hide them
-            log.exception("could not build the report for %s", config.hydra.sweep.dir)
+            log.exception("could not build the report for %s", sweep_dir)
             return
+        if len(table):
+            print(f"test accuracy, mean [95% interval] (n = seeds):\n{table.to_string()}\n")
         print(f"report: {report}\n        {report.with_name('report.html')}")
