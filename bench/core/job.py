@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +34,10 @@ from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, sa
 from bench.core.results import (
     JOBS_FILE,
     RESULT_FILE,
+    UNSTARTABLE_FILE,
+    claim,
+    record_unstartable,
+    release,
     code_identity,
     config_hash,
     environment,
@@ -94,9 +99,21 @@ def run(
         "pid": os.getpid(),
         "environment": environment(),
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir)
-    write_json_atomic(result_path, record)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        holder = claim(output_dir)
+        if holder is not None:  # another live process runs this job now: one training per job
+            log.warning("%s is being run by process %s on %s; skipped here", output_dir, holder.get("pid"), holder.get("hostname"))
+            current_record = read_result(result_path)
+            return current_record if isinstance(current_record, dict) else {**record, "claimed_by": holder}
+        remove_stale_temporaries(output_dir)
+        write_json_atomic(result_path, record)
+    except OSError as error:  # a file where the directory should be, or a read-only one
+        if single_run:
+            raise
+        record_unstartable(output_dir.parent, overrides, output_dir.name, error)
+        log.error("%s cannot hold the job's record (%s: %s); recorded in the sweep's %s", output_dir, type(error).__name__, error, UNSTARTABLE_FILE)
+        return {**record, "status": "failed", "error": f"could not write into its directory: {type(error).__name__}: {error}"}
     started = time.perf_counter()
     try:
         validate(cfg)
@@ -109,6 +126,7 @@ def run(
     finally:
         record.update(wall_time_s=time.perf_counter() - started, finished_at=now())
         write_json_atomic(result_path, record)
+        release(output_dir)
     summary = f"{record['variant']} on {record['task']}, seed {record['seed']}: {record['status']}"
     if "metrics" in record:
         summary += f", test accuracy {record['metrics']['test']['accuracy']:.4f} after {record['steps_run']} steps"
@@ -193,6 +211,26 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
+WATCHED: set[int] = set()  # the worker processes whose parent is watched (one thread each)
+
+
+def end_with_parent() -> None:
+    """In a worker process of a parallel launcher (joblib's loky workers): exit as soon as the process
+    that started it is gone, so that killing a sweep leaves no worker training and writing behind.
+    The job it was running keeps its 'running' record, which the report reads as killed."""
+    if os.getpid() in WATCHED:
+        return
+    WATCHED.add(os.getpid())
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def runs_jobs_one_at_a_time(launcher: DictConfig) -> bool:
     """The basic launcher runs jobs one after another in this process: a progress bar stays readable."""
     return launcher._target_.endswith("BasicLauncher")
@@ -203,6 +241,8 @@ def main(cfg: DictConfig) -> float | None:
     hydra_config = HydraConfig.get()
     single_run = hydra_config.mode == RunMode.RUN
     output_dir = Path(hydra_config.runtime.output_dir)
+    if "joblib" in hydra_config.launcher._target_:
+        end_with_parent()
     if not single_run:
         log.info("%s: %s on %s, seed %s", sweep_progress(output_dir.parent, hydra_config.job.num), cfg.variant.name, cfg.task.name, cfg.seed)
     record = run(

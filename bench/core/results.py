@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -24,6 +25,7 @@ from typing import Any
 
 RESULT_FILE = "result.json"
 JOBS_FILE = "jobs.json"  # in a sweep's directory: the jobs it asked for when it started
+UNSTARTABLE_FILE = "unstartable.json"  # in a sweep's directory: jobs whose own directory could not hold a record
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("torch", "hydra-core", "omegaconf", "numpy", "pandas")
 PROJECT_PACKAGES = ("bench", "variants", "tasks", "analyses", "plugin")
@@ -53,7 +55,7 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any] | list[Any]) -> None:
     with atomic_path(path) as temporary, open(temporary, "w") as handle:
         json.dump(json_safe(payload), handle, indent=2, default=str, allow_nan=False)
         handle.flush()
@@ -66,6 +68,65 @@ def read_result(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+CLAIM_FILE = ".claim"
+# A claim by a process on another machine, which this one cannot check, counts as abandoned after this long.
+CLAIM_TIMEOUT_S = 6 * 3600
+
+
+def process_alive(pid: Any, hostname: Any) -> bool | None:
+    """Whether process `pid` of host `hostname` still runs; None where this machine cannot tell."""
+    if not isinstance(pid, int) or hostname != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(job_dir: Path) -> dict[str, Any] | None:
+    """Claim a job's directory for this process by creating its claim file atomically; None on
+    success, otherwise the live claim of another process (pid, hostname). A claim whose process is
+    gone (or, from another machine, older than CLAIM_TIMEOUT_S) is taken over."""
+    path = job_dir / CLAIM_FILE
+    mine = {"pid": os.getpid(), "hostname": socket.gethostname()}
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            held = read_result(path)
+            stale = not isinstance(held, dict) or process_alive(held.get("pid"), held.get("hostname")) is False or (
+                process_alive(held.get("pid"), held.get("hostname")) is None and time.time() - path.stat().st_mtime > CLAIM_TIMEOUT_S
+            )
+            if not stale:
+                return held
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(mine, handle)
+        return None
+    return read_result(path)
+
+
+def release(job_dir: Path) -> None:
+    path = job_dir / CLAIM_FILE
+    held = read_result(path)
+    if isinstance(held, dict) and held.get("pid") == os.getpid() and held.get("hostname") == socket.gethostname():
+        path.unlink(missing_ok=True)
+
+
+def record_unstartable(sweep_dir: Path, overrides: list[str], job_name: str, error: BaseException) -> None:
+    """Add a job that could not write into its own directory (a file where it should be, or read-only)
+    to the sweep's unstartable.json, so that the sweep's summary and report still name it."""
+    path = sweep_dir / UNSTARTABLE_FILE
+    entries = read_result(path)
+    entries = [entry for entry in entries if isinstance(entry, dict) and entry.get("job") != job_name] if isinstance(entries, list) else []
+    entries.append({"job": job_name, "overrides": overrides, "error": f"{type(error).__name__}: {error}", "pid": os.getpid()})
+    write_json_atomic(path, entries)
 
 
 def remove_stale_temporaries(directory: Path) -> None:

@@ -276,10 +276,17 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
     return out_dir / "report.md"
 
 
-def swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace out_dir by staging: two renames, so out_dir is whole whenever it exists."""
+def swap_in(staging: Path, out_dir: Path, attempts: int = 5) -> None:
+    """Replace out_dir by staging: two renames, so out_dir is whole whenever it exists. Another
+    process swapping its own report in at the same moment makes a rename fail; then try again."""
     retired = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old.tmp")
-    if out_dir.exists():
-        os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
+    for attempt in range(attempts):
+        try:
+            if out_dir.exists():
+                os.replace(out_dir, retired)
+            os.replace(staging, out_dir)
+            break
+        except OSError:
+            if attempt == attempts - 1:
+                raise
     shutil.rmtree(retired, ignore_errors=True)

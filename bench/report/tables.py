@@ -16,8 +16,6 @@ The protocol, in order:
 from __future__ import annotations
 
 import math
-import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import pandas as pd
 
 from bench.core.config import RUN_CONTROL_KEYS
 from bench.core.measure import stored_rows
-from bench.core.results import RESULT_FILE, read_result
+from bench.core.results import RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
 
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 # Columns every runs table has, so that a sweep of failed runs alone still makes a report.
@@ -77,6 +75,7 @@ def load_results(*sweep_dirs: Path) -> Results:
             slices.extend({**identity, **row} for row in record.get("test_slices") or [] if isinstance(row, dict))
             for name, rows in stored_rows(path.parent).items():
                 analysis_rows.setdefault(name, []).extend({"run": run_id, **row} for row in rows if isinstance(row, dict))
+        runs += unstartable_rows(sweep_dir, len(sweep_dirs) > 1)
     runs = pd.DataFrame(runs)
     runs = latest_per_config(runs.reindex(columns=[*runs.columns, *(c for c in EXPECTED_COLUMNS if c not in runs.columns)]))
     kept = set(runs["run"])
@@ -86,6 +85,19 @@ def load_results(*sweep_dirs: Path) -> Results:
         {run: path for run, path in job_dirs.items() if run in kept},
         {run: record for run, record in records.items() if run in kept},
     )  # fmt: skip
+
+
+def unstartable_rows(sweep_dir: Path, prefixed: bool) -> list[dict[str, Any]]:
+    """Jobs of the sweep that could not write into their own directory (and have no result there since)."""
+    entries = read_result(sweep_dir / UNSTARTABLE_FILE)
+    rows = []
+    for entry in entries if isinstance(entries, list) else []:
+        job = str(entry.get("job")) if isinstance(entry, dict) else None
+        if job is None or (sweep_dir / job / RESULT_FILE).is_file():
+            continue
+        rows.append({"run": f"{sweep_dir.name}/{job}" if prefixed else job, "status": "failed",
+                     "error": f"could not start in its directory: {entry.get('error')}"})  # fmt: skip
+    return rows
 
 
 def rows_of(rows: list[dict[str, Any]], runs: set[str]) -> pd.DataFrame:
@@ -100,19 +112,6 @@ def latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
     order = runs.assign(_completed=runs["status"] == "completed").sort_values(["_completed", "finished_at"], na_position="first")
     hashed = order[order["config_hash"].notna()].drop_duplicates("config_hash", keep="last")
     return pd.concat([hashed, order[order["config_hash"].isna()]]).drop(columns="_completed").sort_index()
-
-
-def process_alive(pid: Any, hostname: Any) -> bool | None:
-    """Whether process `pid` of host `hostname` still runs; None where this machine cannot tell."""
-    if not isinstance(pid, int) or hostname != socket.gethostname():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
