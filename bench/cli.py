@@ -43,6 +43,15 @@ def parse(parser: OverridesParser, overrides: list[str]) -> list:
     try:
         return parser.parse_overrides(overrides)
     except HydraException as error:
+        for override in overrides:  # name the one that fails, and its key
+            try:
+                parser.parse_overrides([override])
+            except HydraException:
+                key = override.split("=", 1)[0]
+                raise ConfigError(
+                    f"cannot read '{override}': the value of key '{key}' has characters the command line's grammar does not "
+                    f"take unquoted (letters beyond ASCII, or ;$()[]'\" out of place); quote the whole value, e.g. {key}='...'"
+                ) from error
         raise ConfigError(f"cannot parse the command line: {first_line(error)}") from error
 
 
@@ -76,10 +85,7 @@ def check_job(overrides: list[str], parser: OverridesParser, config_name: str) -
     loader = GlobalHydra.instance().config_loader()
     for override in parsed:
         if override.key_or_group in ADDABLE_GROUPS:
-            choices = loader.get_group_options(override.key_or_group)
-            if not override.is_add() or override.value() not in choices:
-                raise ConfigError(f"'{override.input_line}': choose one with +{override.key_or_group}=<name>; allowed: {', '.join(choices)}")
-            continue
+            continue  # checked by check_added_groups
         if override.is_add() or override.is_force_add() or override.is_delete():
             raise ConfigError(
                 f"'{override.input_line}' adds or deletes a config key, which is not allowed; "
@@ -119,6 +125,16 @@ def check_keys_exist(cfg: DictConfig, parsed: list) -> None:
         raise ConfigError(f"unknown config key '{key}'; allowed keys{where}: {', '.join(node.keys())}")
 
 
+def check_added_groups(parsed: list) -> None:
+    """+experiment=<name> and +debug=<name> name a file of their group."""
+    loader = GlobalHydra.instance().config_loader()
+    for override in parsed:
+        if override.key_or_group in ADDABLE_GROUPS:
+            choices = loader.get_group_options(override.key_or_group)
+            if not override.is_add() or override.value() not in choices:
+                raise ConfigError(f"'{override.input_line}': choose one with +{override.key_or_group}=<name>; allowed: {', '.join(choices)}")
+
+
 def is_multirun(overrides: list[str], multirun_flag: bool, parser: OverridesParser, config_name: str) -> bool:
     if multirun_flag:
         return True
@@ -131,12 +147,15 @@ def check_command_line(overrides: list[str], multirun: bool, config_name: str = 
     (None where a sweeper other than Hydra's basic one picks the jobs)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        parsed = parse(parser, overrides)
+        check_added_groups(parsed)
         multirun = is_multirun(overrides, multirun, parser, config_name)
         jobs = job_override_lists(overrides, multirun, parser, config_name)
         if jobs is None:
             return None
         if not jobs:
-            raise ConfigError(f"the sweep '{' '.join(overrides)}' expands to no job; check its globs and value lists")
+            asked = " ".join(o.input_line for o in parsed if not o.is_hydra_override()) or "the default sweep"
+            raise ConfigError(f"the sweep '{asked}' expands to no job; check its globs and value lists")
         for job in jobs:
             try:
                 check_job(job, parser, config_name)

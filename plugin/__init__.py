@@ -26,6 +26,7 @@ class Range:
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
+    reason: str = ""  # why the limit is there, where it is not obvious
 
     def holds(self, value: float) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -37,10 +38,12 @@ class Range:
     def describe(self) -> str:
         low, high = number(self.low), number(self.high)
         if math.isinf(self.high):
-            return f"{'>' if self.low_open else '>='} {low}"
-        if math.isinf(self.low):
-            return f"{'<' if self.high_open else '<='} {high}"
-        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+            bounds = f"{'>' if self.low_open else '>='} {low}"
+        elif math.isinf(self.low):
+            bounds = f"{'<' if self.high_open else '<='} {high}"
+        else:
+            bounds = f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        return f"{bounds} ({self.reason})" if self.reason else bounds
 
 
 def number(value: float) -> str:

@@ -43,9 +43,9 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line naming the problem and the fix."""
 
 
-def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Any:
+def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False, reason: str = "") -> Any:
     """A dataclass field with an allowed range, checked by `validate`."""
-    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open, reason)})
 
 
 def choice(default: str, allowed: tuple[str, ...]) -> Any:
@@ -57,7 +57,7 @@ class ModelConfig:
     n_layers: int = ranged(2, 1, 256)
     d_model: int = ranged(64, 1, 65536)
     n_heads: int = ranged(4, 1, 65536)
-    max_seq_len: int = ranged(512, 2, MAX_CONTEXT)
+    max_seq_len: int = ranged(512, 2, MAX_CONTEXT, reason="attention weights and rotary tables grow with the context; longer ones are beyond the explicit attention paths on one machine")
     mlp: bool = False
     mlp_width: int = ranged(0, 0, 1 << 20)  # 0: 4 * d_model
     mlp_activation: str = choice("gelu", ACTIVATIONS)
@@ -102,7 +102,7 @@ class ProtocolConfig:
 class Config:
     variant: Any = MISSING
     task: Any = MISSING
-    seed: int = ranged(0, 0, MAX_SEED)
+    seed: int = ranged(0, 0, MAX_SEED, reason="torch's generators take 64-bit seeds")
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
