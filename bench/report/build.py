@@ -12,6 +12,7 @@ numbers; each analysis contributes its own section from its stored rows.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -31,6 +32,7 @@ from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
 from bench.report.tables import Results, Selection, load_results, select_runs, with_identity
 
+log = logging.getLogger(__name__)
 # A run trained under contention when it got less than this share of the cores it asked for.
 CONTENDED_SHARE = 0.8
 
@@ -175,9 +177,18 @@ def analysis_sections(results: Results, selection: Selection, figure_dir: Path) 
         if rows.empty:
             continue
         runs = selection.selected[selection.selected["run"].isin(rows["run"])]
-        data = SectionData(name, rows, runs, figure_dir, lambda run, name=name: read_tensors(results.job_dirs[run], name))
+        data = SectionData(name, rows, runs, figure_dir, lambda run, name=name: readable_tensors(results.job_dirs[run], name))
         sections.append((analysis.title, analysis().section(data)))
     return sections
+
+
+def readable_tensors(job_dir: Path, name: str) -> dict:
+    """An analysis's saved tensors, or none where the file is damaged (its figure is then left out)."""
+    try:
+        return read_tensors(job_dir, name)
+    except Exception:  # safetensors raises its own error types for a damaged file
+        log.warning("%s's tensors of %s cannot be read; its figure is left out", job_dir, name)
+        return {}
 
 
 def unfinished_blocks(selection: Selection, results: Results) -> list[Block]:
