@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.core.config import CONF_DIR, CONFIG_NAME
 from bench.report.tables import load_results
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK = ["variant=standard", "model.d_model=16", "model.n_heads=2", "train.batch_size=8", "train.eval_every=10"]
+QUICK = ["variant=standard", "+debug=tiny", "train.eval_every=10"]
 
 
 def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
@@ -36,6 +37,7 @@ def records(sweep_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.rglob("result.json")}
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_part_way_completes_when_run_again(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ("task=induction", "seed=0,1,2", "train.steps=150", "train.target_accuracy=null")
@@ -65,6 +67,7 @@ def test_a_sweep_killed_part_way_completes_when_run_again(tmp_path):
     assert len(load_results(sweep_dir).runs) == 3
 
 
+@pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_sharing_the_cores(tmp_path):
     run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0,1", "train.steps=60", "train.target_accuracy=null",
               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
@@ -74,6 +77,7 @@ def test_joblib_runs_two_jobs_at_once_sharing_the_cores(tmp_path):
     assert max(r["started_at"] for r in jobs) < min(r["finished_at"] for r in jobs), "the two jobs overlapped"
 
 
+@pytest.mark.slow
 def test_submitit_gives_the_same_results_and_report_as_the_basic_launcher(tmp_path):
     common = ("task=copy,induction", "seed=0", "train.steps=20", "train.num_threads=1")
     run_sweep(tmp_path, tmp_path / "basic", *common)

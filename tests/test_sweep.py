@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.report import write_report
+from variants import VARIANTS, AttentionVariant
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +31,7 @@ main()
 
 
 def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
-    quick = ["train.steps=20", "train.eval_every=10", "model.d_model=16", "model.n_heads=2", "train.batch_size=8"]
+    quick = ["+debug=tiny", "train.steps=20", "train.eval_every=10"]
     completed = subprocess.run(
         [sys.executable, "-c", WITH_A_BROKEN_VARIANT, "-m", "variant=broken,standard", "task=copy,induction",
          "seed=0", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
@@ -55,8 +58,9 @@ def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
     assert "The sweep asked for 4 jobs; 0 have no result yet." in report.read_text()
 
 
+@pytest.mark.slow
 def test_a_partial_sweep_reports_what_is_missing(tmp_path):
-    quick = ["train.steps=10", "train.eval_every=10", "model.d_model=16", "model.n_heads=2", "train.batch_size=8"]
+    quick = ["+debug=tiny", "train.steps=10", "train.eval_every=10"]
     subprocess.run(
         [sys.executable, "-m", "bench", "-m", "variant=standard", "task=copy", "seed=0,1,2", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
         cwd=tmp_path, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
@@ -66,3 +70,21 @@ def test_a_partial_sweep_reports_what_is_missing(tmp_path):
     text = write_report(tmp_path / "sweep", tmp_path / "partial").read_text()
     assert "2 runs from 1 sweep: 2 completed." in text and "The sweep asked for 3 jobs; 1 have no result yet." in text
     assert f"| {lost.name} |" in text
+
+
+@pytest.mark.slow
+def test_an_old_sweep_does_not_look_unfinished_after_a_variant_is_added(tmp_path):
+    quick = ["+debug=tiny", "train.steps=10", "train.eval_every=10", "task=copy", "seed=0"]
+    subprocess.run(
+        [sys.executable, "-m", "bench", "-m", "variant=glob(*,exclude=handcoded*)", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+
+    class AddedLater(AttentionVariant):
+        name = "added_after_the_sweep"
+
+    try:
+        text = write_report(tmp_path / "sweep", tmp_path / "later").read_text()
+    finally:
+        del VARIANTS["added_after_the_sweep"]
+    assert "have no result yet" in text and "0 have no result yet" in text, "the jobs it asked for when it started"
