@@ -198,3 +198,23 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
     ]
     runs = load_results(write_results(tmp_path / "sweep", records)).runs
     assert runs["status"].tolist() == ["killed", "running", "running"], "alive, or on a machine this one cannot see: running"
+
+
+def test_steps_to_grok_is_the_first_step_from_which_test_accuracy_holds():
+    from bench.report.tables import steps_to_grok
+
+    curve = [{"step": s, "test_accuracy": a} for s, a in ((0, 0.0), (100, 0.96), (200, 0.5), (300, 0.95), (400, 0.99))]
+    assert steps_to_grok(curve) == 300, "100 reached it but did not hold"
+    assert steps_to_grok(curve[:3]) is None and steps_to_grok([]) is None
+
+
+def test_a_finite_training_set_gets_grokking_curves_and_steps_to_grok(tmp_path):
+    records = []
+    for seed, late in ((0, 300), (1, 500)):
+        record = result("standard", "modular", seed, 0.99, train_set_size=3830)
+        record["curve"] = [{"step": s, "train_accuracy": min(1.0, s / 100), "test_accuracy": 0.99 if s >= late else 0.01,
+                            "train_loss": 1 / (s + 1), "test_loss": 0.1 if s >= late else 5.0} for s in range(0, 700, 100)]  # fmt: skip
+        records.append(record)
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    assert "train (dashed) and test (solid) accuracy and loss" in text and (tmp_path / "out" / "figures" / "grokking.png").exists()
+    assert "| standard  | modular |             3830 | 400 [0, 1671] (n=2), grokked 2/2 |" in text

@@ -141,11 +141,13 @@ def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]
     model = build_model(cfg).to(device)
     steps = cfg.train.steps if model.trainable else 0
     outcome = train(model, task, cfg.train, cfg.seed, device, progress, steps)
+    train_set = task.train_set()
     record = {
         "status": outcome.status,
         "metrics": {split: evaluation.metrics() for split, evaluation in outcome.evaluations.items()},
         "test_slices": outcome.evaluations["test"].slices,
         "chance_accuracy": task.chance_accuracy,
+        "train_set_size": len(train_set) if train_set is not None else None,  # None: a generator, no finite set to memorise
         "curve": outcome.curve,
         "steps_to_target": outcome.steps_to_target,
         "steps_run": outcome.steps_run,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -30,7 +31,7 @@ from bench.report import figures
 from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
-from bench.report.tables import Results, Selection, load_results, select_runs, with_identity
+from bench.report.tables import GROKKED, Results, Selection, load_results, select_runs, with_identity
 
 log = logging.getLogger(__name__)
 # A run trained under contention when it got less than this share of the cores it asked for.
@@ -142,12 +143,33 @@ def throughput_blocks(results: Results, selection: Selection) -> tuple[list[Bloc
     ], notes
 
 
+def grokking_blocks(curves: pd.DataFrame, selected: pd.DataFrame, figure_dir: Path) -> list[Block]:
+    """For tasks with a finite training set: train beside test on a log step axis, and steps to grok."""
+    finite = selected[selected["train_set_size"].notna()]
+    curves = curves[curves["run"].isin(finite["run"])]
+    if finite.empty or curves.empty or "train_accuracy" not in curves:
+        return []
+    grokked = finite.groupby(["setting", "task"]).agg(
+        train_set_size=("train_set_size", "first"),
+        steps_to_grok=("steps_to_grok", lambda s: describe(s.dropna(), digits=0, bounds=(0, math.inf)) + f", grokked {s.notna().sum()}/{len(s)}"),
+        test_accuracy=("test_accuracy", describe),
+    ).reset_index()  # fmt: skip
+    return [
+        Figure(figures.grokking_curves(curves, figure_dir / "grokking.png"),
+               "Tasks with a finite training set: train (dashed) and test (solid) accuracy and loss against training step, log scales "
+               "(line: mean over seeds; band: min–max)."),  # fmt: skip
+        f"Steps to grok: the first evaluation step from which test accuracy stays at {GROKKED} or more to the end of the run, "
+        f"{INTERVAL_NOTE} over the seeds that grokked; grokked: how many did.",
+        grokked,
+    ]
+
+
 def curve_blocks(results: Results, selection: Selection, figure_dir: Path) -> list[Block]:
     curves = with_identity(results.curves, selection.selected)
     if curves.empty or "test_accuracy" not in curves:
         return []
     caption = "one line per setting at its chosen learning rate"
-    return [
+    return grokking_blocks(curves, selection.selected, figure_dir) + [
         Figure(figures.learning_curves(curves, "test_accuracy", "test accuracy", figure_dir / "curves_accuracy.png"),
                f"Test accuracy against training step, {caption}."),
         Figure(figures.learning_curves(curves, "test_loss", "test loss (nats)", figure_dir / "curves_loss.png", log_y=True),

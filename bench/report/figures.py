@@ -41,6 +41,32 @@ def learning_curves(curves: pd.DataFrame, metric: str, label: str, path: Path, l
 MAX_SLICE_POINTS = 10
 
 
+def grokking_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """Train (dashed) and test (solid) accuracy and loss against step on a log axis, one panel per task
+    and metric: memorisation shows as train far ahead of test, grokking as test catching up late."""
+    long = []
+    for split, style in (("train", "train"), ("test", "test")):
+        for metric in ("accuracy", "loss"):
+            column = f"{split}_{metric}"
+            if column in curves:
+                long.append(curves[["run", "setting", "variant", "task", "step", column]].rename(columns={column: "value"}).assign(split=style, metric=metric))
+    data = pd.concat(long, ignore_index=True).dropna(subset=["value"])
+    data = data[data["step"] > 0]
+    settings = data[["setting", "variant"]].drop_duplicates()
+    grid = sns.relplot(
+        data=data, x="step", y="value", hue="setting", style="split", dashes={"train": (4, 2), "test": ""}, row="metric", col="task",
+        kind="line", errorbar=("pi", 100), palette={r.setting: variant_colour(r.variant) for r in settings.itertuples()},
+        facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.4,
+    )  # fmt: skip
+    for (metric, _), axis in grid.axes_dict.items():
+        axis.set_xscale("log")
+        if metric == "loss":
+            axis.set_yscale("log")
+    grid.set_titles("{col_name}: {row_name}")
+    grid.set_axis_labels("training step (log)", "")
+    return save(grid.figure, path)
+
+
 def binned_slices(slices: pd.DataFrame) -> pd.DataFrame:
     """Per run, correct / scored at each value of each slice, a slice of more than MAX_SLICE_POINTS
     values in that many equal-width bins (at their centres); slices with one value are dropped."""

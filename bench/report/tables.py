@@ -27,10 +27,12 @@ from bench.core.measure import stored_rows
 from bench.core.results import RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
 
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
+# Test accuracy a run must reach and keep to the end of its curve to count as grokked.
+GROKKED = 0.95
 # Columns every runs table has, so that a sweep of failed runs alone still makes a report.
 EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss", "test_accuracy", "test_loss",
                     "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "control", "finished_at",
-                    "config_hash", "error", "train.lr"]  # fmt: skip
+                    "config_hash", "error", "train.lr", "train_set_size", "steps_to_grok"]  # fmt: skip
 # Config columns that place a run in a sweep, or steer how it ran, rather than settings to compare.
 NOT_SETTINGS = {"seed", "variant.name", "task.name", *RUN_CONTROL_KEYS}
 DEFAULT_SELECTION = ("train.lr",)
@@ -125,11 +127,23 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values, dict):
             row.update({f"{split}_{key}": value for key, value in values.items()})
     row["steps_to_target"] = steps_to_target.get("test")
-    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
+    row["steps_to_grok"] = steps_to_grok(record.get("curve"))
+    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
         row[key] = record.get(key)
     row["git_commit"] = environment.get("git_commit")
     row.update(flatten(record.get("config") if isinstance(record.get("config"), dict) else {}))
     return row
+
+
+def steps_to_grok(curve: Any, threshold: float = GROKKED) -> int | None:
+    """The first evaluation step from which test accuracy stays >= threshold to the end of the curve."""
+    points = [p for p in curve or [] if isinstance(p, dict) and isinstance(p.get("test_accuracy"), (int, float))]
+    grokked = None
+    for point in reversed(points):
+        if point["test_accuracy"] < threshold:
+            break
+        grokked = point.get("step")
+    return grokked
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
