@@ -218,3 +218,33 @@ def test_a_finite_training_set_gets_grokking_curves_and_steps_to_grok(tmp_path):
     text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
     assert "train (dashed) and test (solid) accuracy and loss" in text and (tmp_path / "out" / "figures" / "grokking.png").exists()
     assert "| standard  | modular |             3830 | 400 [0, 1671] (n=2), grokked 2/2 |" in text
+
+
+def difficulty_ladder(tmp_path, score="none"):
+    """standard holds up as key-value pairs grow, weak falls off; two seeds, two learning rates."""
+    records = []
+    for variant, accuracies in (("standard", (1.0, 0.98, 0.9)), ("weak", (0.9, 0.5, 0.1))):
+        for pairs, accuracy in zip((4, 8, 16), accuracies):
+            for seed in (0, 1):
+                for lr, shift in ((0.001, 0.0), (0.01, -0.05)):
+                    record = result(variant, "induction", seed, max(0.0, accuracy + shift - 0.01 * seed), lr=lr)
+                    record["config"]["task"]["max_segment"] = pairs
+                    record["config"]["protocol"] = {"select_on": ["train.lr"], "score": score}
+                    record["config_hash"] += f"{pairs}"
+                    records.append(record)
+    return write_results(tmp_path / "sweep", records)
+
+
+def test_accuracy_is_drawn_against_each_swept_difficulty_axis(tmp_path):
+    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text()
+    assert "## Where each attention breaks" in text and "induction: test accuracy against max_segment" in text
+    assert (tmp_path / "out" / "figures" / "difficulty_induction_max_segment.png").exists()
+    assert "## Leaderboard" not in text
+
+
+def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected_test_accuracy(tmp_path):
+    text = write_report(difficulty_ladder(tmp_path, score="mad"), tmp_path / "out").read_text()
+    board = text.split("## Leaderboard")[1].split("## Findings")[0]
+    # standard: seed 0 mean(1.0, 0.98, 0.9) = 0.96, seed 1 0.95; weak: 0.5 and 0.49 (the lr 0.001 runs are chosen)
+    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) |          3 |       1 |" in board
+    assert "|      2 | weak     | 0.495 [0.431, 0.559] (n=2) |          3 |       1 |" in board

@@ -28,6 +28,7 @@ from analyses.statistics import INTERVAL_NOTE, describe
 from bench.core.measure import read_tensors
 from bench.core.results import JOBS_FILE
 from bench.report import figures
+from bench.report.difficulty import difficulty_blocks, mad_leaderboard
 from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
@@ -243,9 +244,11 @@ def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, s
     overview, missing = overview_blocks(results, selection, sweep_dirs)
     throughput, contention = throughput_blocks(results, selection)
     stated = findings(selection.selected, with_identity(results.curves, selection.selected), selection.grid, selection.select_on)
-    sections: list[Section] = [("Findings", [stated + contention] if stated or contention else []), ("Overview", overview)]
+    leaderboard = mad_leaderboard(selection) if results.protocol.get("score") == "mad" else []
+    sections: list[Section] = [("Leaderboard", leaderboard), ("Findings", [stated + contention] if stated or contention else []), ("Overview", overview)]
     if len(selection.selected):
         sections.append(("Summary", summary_blocks(selection, figure_dir)))
+        sections.append(("Where each attention breaks", difficulty_blocks(selection, figure_dir)))
         sections.append(("Throughput", throughput))
         sections.append(("Learning curves", curve_blocks(results, selection, figure_dir)))
         sections.append(("Accuracy by slice", slice_blocks(results, selection, figure_dir)))
