@@ -56,11 +56,34 @@ def test_causal(name):
     assert torch.all(weights.triu(1) == 0)
 
 
-@all_variants
+def declaring(weight_rows: str) -> pytest.MarkDecorator:
+    """The registered variants whose rows of attention weights are of this kind (AttentionVariant.weight_rows)."""
+    return pytest.mark.parametrize("name", sorted(name for name, variant in VARIANTS.items() if variant.weight_rows == weight_rows))
+
+
+@declaring("distribution")
 def test_attention_rows_sum_to_one(name):
     _, weights = make(name)(inputs(), need_weights=True)
     assert torch.all(weights >= 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(BATCH, N_HEADS, SEQ_LEN, dtype=torch.float64))
+
+
+@declaring("gates")
+def test_gate_weights_lie_between_0_and_1(name):
+    _, weights = make(name)(inputs(), need_weights=True)
+    assert torch.all((weights >= 0) & (weights <= 1))
+
+
+@declaring("difference")
+def test_difference_weights_sum_alike_in_every_row_of_a_head(name):
+    _, weights = make(name)(inputs(), need_weights=True)
+    sums = weights.sum(-1)
+    torch.testing.assert_close(sums, sums[:1, :, :1].expand_as(sums))
+
+
+def test_an_unknown_kind_of_weight_rows_is_refused():
+    with pytest.raises(TypeError, match="weight_rows='probabilities' is unknown; allowed: distribution, gates, difference"):
+        type("Undeclared", (AttentionVariant,), {"weight_rows": "probabilities"})
 
 
 @all_variants
