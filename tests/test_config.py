@@ -13,6 +13,8 @@ from tasks import TASKS
 from variants import VARIANTS
 
 REPO = Path(__file__).resolve().parent.parent
+# Task choices that are a registered task with some options set (conf/task/<name>.yaml, e.g. copy_variable)
+TASK_PRESETS = [path.stem for path in (REPO / "conf" / "task").glob("*.yaml")]
 
 
 def test_defaults_compose_and_validate(make_config):
@@ -44,8 +46,8 @@ def test_command_line_sweep_values_replace_the_default_sweep():
 
 
 BAD_INPUTS = [
-    (["variant=nope"], f"unknown variant 'nope'; allowed: {', '.join(sorted(VARIANTS))}$"),
-    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted(TASKS))}"),
+    (["variant=nonexistent"], f"unknown variant 'nonexistent'; allowed: {', '.join(sorted(VARIANTS))}$"),
+    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted({*TASKS, *TASK_PRESETS}))}"),
     (["train.step=5"], "unknown config key 'train.step'; allowed keys in 'train': steps, lr,"),
     (["trian.steps=5"], "unknown config key 'trian.steps'; allowed keys: variant, task, seed"),
     (["variant.rope_bse=2"], "unknown config key 'variant.rope_bse'; allowed keys in 'variant': name, rope_base"),
@@ -83,7 +85,7 @@ def test_a_bad_job_in_a_sweep_is_named_before_anything_runs():
         check_command_line(["task=copy,nope"], multirun=True)
 
 
-@pytest.mark.parametrize("arguments", [["train.stpes=5"], ["-m", "variant=standard,nope", "seed=0,1"]])
+@pytest.mark.parametrize("arguments", [["train.stpes=5"], ["-m", "variant=standard,nonexistent", "seed=0,1"]])
 def test_bad_command_exits_non_zero_with_one_line_and_writes_nothing(tmp_path, arguments):
     completed = subprocess.run(
         [sys.executable, "-m", "bench", *arguments, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"],
