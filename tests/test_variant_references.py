@@ -109,7 +109,7 @@ def alibi(variant, x):
 
 
 def sliding_window(variant, x):
-    allowed = (distance(x.shape[1]) >= 0) & (distance(x.shape[1]) < 32)
+    allowed = (distance(x.shape[1]) >= 0) & (distance(x.shape[1]) < variant.window)
     return dot_product(x, *variant.qkv.weight.chunk(3), variant.out.weight, N_HEADS, 10000.0, allowed=allowed)
 
 
@@ -186,7 +186,7 @@ def simplicial(variant, x):
     v, v2 = heads(x, w_v, N_HEADS), heads(x, w_v2, N_HEADS)
     outputs = []
     for i in range(x.shape[1]):
-        first, second = range(max(0, i - 64 + 1), i + 1), range(max(0, i - 8 + 1), i + 1)
+        first, second = range(max(0, i - variant.window + 1), i + 1), range(max(0, i - variant.second_window + 1), i + 1)
         j, kk = (torch.tensor(list(indices)) for indices in zip(*((j, kk) for j in first for kk in second)))
         matrices = torch.stack((q[..., i, None, :].expand(-1, -1, len(j), -1), k[..., j, :], k2[..., kk, :]), dim=-2)
         scores = torch.linalg.det(matrices.unflatten(-1, (-1, 3)).transpose(-3, -2)).sum(-1) / math.sqrt(q.shape[-1])

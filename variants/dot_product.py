@@ -7,9 +7,9 @@ projections, the head split, RoPE and both paths live here, and a variant states
     a_ij = softmax_j( s_ij )
     y_i = W_o sum_j a_ij v_j
 
-A variant overrides, where it differs:
-    score_bias(distance)     b_h from the distance i - j (T, T): (heads or 1, T, T); None: no bias
-    key_mask(distance)       which keys j <= i a query sees (bool, T, T); None: all of them
+A variant defines, where it differs:
+    score_bias(distance)     b_h from the distance i - j (T, T): (heads or 1, T, T) (none by default)
+    key_mask(distance)       which keys j <= i a query sees (bool, T, T) (all of them by default)
     content = False          no queries or keys: s_ij = b_h(i - j) alone (a position-only control)
     queries_keys_values      q and k before the rotation (e.g. normalised), and v
     normalise                scores -> weights on the explicit path (softmax here)
@@ -25,6 +25,7 @@ them. Explicit path (need_weights): s_ij formed, normalised and multiplied by v.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -37,6 +38,9 @@ from variants.rope import Rotary
 
 class DotProductAttention(AttentionVariant):
     content: ClassVar[bool] = True
+    # attention-gym's score_mod and mask_mod, as methods of the distance i - j (T, T); None: none
+    score_bias: Callable[[Tensor], Tensor] | None = None
+    key_mask: Callable[[Tensor], Tensor] | None = None
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
@@ -46,14 +50,6 @@ class DotProductAttention(AttentionVariant):
             self.value = nn.Linear(d_model, d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.rotary: Rotary | None = None
-        position = torch.arange(max_seq_len)
-        self.register_buffer("distance", position[:, None] - position[None, :], persistent=False)  # i - j
-
-    def score_bias(self, distance: Tensor) -> Tensor | None:
-        return None
-
-    def key_mask(self, distance: Tensor) -> Tensor | None:
-        return None
 
     def queries_keys_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q, k before the rotation, and v: each (batch, heads, T, d_head)."""
@@ -88,12 +84,12 @@ class DotProductAttention(AttentionVariant):
     def additive_mask(self, seq_len: int, like: Tensor) -> Tensor | None:
         """b_h(i - j) where key j is seen, -inf where not: (heads or 1, T, T) in like's dtype; None where
         the variant adds nothing to causal attention."""
-        distance = self.distance[:seq_len, :seq_len]
-        bias, seen = self.score_bias(distance), self.key_mask(distance)
-        if bias is None and seen is None:
+        if self.score_bias is None and self.key_mask is None:
             return None
-        seen = distance >= 0 if seen is None else seen & (distance >= 0)
-        bias = torch.zeros((), dtype=like.dtype, device=like.device) if bias is None else bias.to(like.dtype)
+        position = torch.arange(seq_len, device=like.device)
+        distance = position[:, None] - position[None, :]
+        bias = torch.zeros((), dtype=like.dtype, device=like.device) if self.score_bias is None else self.score_bias(distance).to(like.dtype)
+        seen = distance >= 0 if self.key_mask is None else self.key_mask(distance) & (distance >= 0)
         mask = torch.where(seen, bias, torch.tensor(-math.inf, dtype=like.dtype, device=like.device))
         return mask if mask.dim() == 3 else mask.expand(1, seq_len, seq_len)
 

@@ -9,8 +9,9 @@ windows, scored by a trilinear form, and reads the elementwise product of their 
     a_ijk = softmax_(j,k)( s_ijk )                                            jointly over the pairs
     y_i = W_o sum_jk a_ijk (v_j ∘ v'_k)                                       (their eq. 7; ∘ elementwise)
 
-q, k and k' have D = 3 floor(d_head / 3) coordinates per head, u^(l) being the l-th chunk of 3;
-v and v' have d_head. The determinant is the paper's rotation-invariant trilinear form:
+The default windows, w1 = 64 (the default induction task's whole context) and w2 = 4, keep the
+paper's ratio w1 / w2 = 16 (it uses 512 and 32). q, k and k' have D = 3 floor(d_head / 3)
+coordinates per head, u^(l) being the l-th chunk of 3; v and v' have d_head. The determinant is the paper's rotation-invariant trilinear form:
 det[R a; R b; R c] = det[a; b; c] for any rotation R of a chunk. With R_m turning chunk l by the
 angle m theta_l about its third axis (RoPE on each chunk's first two coordinates, theta_l =
 rope_base^(-l / (D / 3))), rotations about one axis compose, so s_ijk depends on the offsets j - i
