@@ -20,10 +20,11 @@ from variants import VARIANTS
 # test below fails as a reminder when the task arrives and the line is still commented
 ZOO_TASKS = ("copy", "copy_variable", "induction", *(("assoc_recall",) if "assoc_recall" in TASKS else ()))
 ZOO_SEEDS = ("0", "1", "2")
-# A content task counts as failed below this test accuracy: far under the 0.99 that content models reach,
-# and far over the chance level of each task (1/14 to 1/63), so that a control that learns nothing
-# and one that exploits some position-only shortcut are told apart in the failure message.
-FAILED_BELOW = 0.3
+# A content task counts as failed when the run never reaches the 0.99 target and its test accuracy
+# stays under half. Above chance (1/14 to 1/63) is no surprise where an offset is nearly fixed by
+# position: the longest variable-length strings leave their start little room in seq_len 32 (the
+# control gets about 0.3 on the variable copy, rising with the string's length).
+FAILED_BELOW = 0.5
 
 
 def test_the_zoo_sweeps_every_trainable_variant_over_its_tasks_and_three_seeds():

@@ -5,8 +5,8 @@ bias per head and distance, and never on content.
     a_ij = softmax_j( b_h(i - j) )      over j <= i,   b_h: one learned number per head and distance
     y_i = W_o sum_j a_ij v_j
 
-Every sequence gets the same weights, so an attention-only model built of it is a fixed linear
-mixing of token embeddings by position. Whatever it solves is solvable by position alone: it
+Every sequence gets the same weights, so an attention-only model built of it (no MLP, no layer
+norm: the defaults) is a fixed linear mixing of token embeddings by position. Whatever it solves is solvable by position alone: it
 passes the fixed-split copy (the answer always lies seq_len / 2 back) and must fail any task whose
 answer lies at a content-dependent place (variable-length copy, induction at random gaps,
 associative recall). The report marks it as a control.

@@ -6,6 +6,8 @@ Jiang et al. 2023, Mistral 7B): a query sees only the last `window` positions, i
     y_i = W_o sum_j a_ij v_j
 
 One layer cannot reach further back than window - 1 positions; L layers, L (window - 1). The
+default window, 32, holds the default copy's distances (at most 16) but not all of induction's
+gaps (up to about 60), nor the longer lengths of the length-generalisation analysis. The
 training path is the fused causal kernel with the window as a mask: it still visits every key
 block below the diagonal, so its time is that of full causal attention, while attention_flops
 counts the O(T * window) products the window leaves.
