@@ -103,6 +103,14 @@ def test_same_seed_same_output(name):
 
 
 @all_variants
+def test_an_output_does_not_depend_on_earlier_calls(name):
+    variant, x = make(name), inputs()
+    short = x[:, : SEQ_LEN // 2]
+    variant(x)
+    torch.testing.assert_close(variant(short)[0], make(name)(short)[0], rtol=0, atol=0)
+
+
+@all_variants
 def test_options_are_typed_config_keys(name):
     schema = options_schema(VARIANTS[name], skip=VARIANT_ARGUMENTS)
     assert schema().name == name

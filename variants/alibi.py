@@ -19,6 +19,7 @@ from variants.dot_product import DotProductAttention
 
 class ALiBiAttention(DotProductAttention):
     name = "alibi"
+    fixed_mask = True
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int, *, max_slope: Annotated[float, POSITIVE] = 1.0) -> None:
         super().__init__(d_model, n_heads, max_seq_len)

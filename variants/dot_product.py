@@ -10,6 +10,7 @@ projections, the head split, RoPE and both paths live here, and a variant states
 A variant defines, where it differs:
     score_bias(distance)     b_h from the distance i - j (T, T): (heads or 1, T, T) (none by default)
     key_mask(distance)       which keys j <= i a query sees (bool, T, T) (all of them by default)
+    fixed_mask = True        both depend on the distance alone: the mask is kept for the next call
     content = False          no queries or keys: s_ij = b_h(i - j) alone (a position-only control)
     queries_keys_values      q and k before the rotation (e.g. normalised), and v
     normalise                scores -> weights on the explicit path (softmax here)
@@ -41,6 +42,9 @@ class DotProductAttention(AttentionVariant):
     # attention-gym's score_mod and mask_mod, as methods of the distance i - j (T, T); None: none
     score_bias: Callable[[Tensor], Tensor] | None = None
     key_mask: Callable[[Tensor], Tensor] | None = None
+    # True where both depend on the distance alone (no parameters): the mask is then kept from one
+    # call to the next of the same length, since building it costs several passes over heads x T x T
+    fixed_mask: ClassVar[bool] = False
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
@@ -50,6 +54,7 @@ class DotProductAttention(AttentionVariant):
             self.value = nn.Linear(d_model, d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.rotary: Rotary | None = None
+        self.kept_mask: tuple[tuple, Tensor] | None = None  # ((T, dtype, device), mask) where fixed_mask
 
     def queries_keys_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q, k before the rotation, and v: each (batch, heads, T, d_head)."""
@@ -86,12 +91,18 @@ class DotProductAttention(AttentionVariant):
         the variant adds nothing to causal attention."""
         if self.score_bias is None and self.key_mask is None:
             return None
+        key = (seq_len, like.dtype, like.device)
+        if self.kept_mask is not None and self.kept_mask[0] == key:
+            return self.kept_mask[1]
         position = torch.arange(seq_len, device=like.device)
         distance = position[:, None] - position[None, :]
         bias = torch.zeros((), dtype=like.dtype, device=like.device) if self.score_bias is None else self.score_bias(distance).to(like.dtype)
         seen = distance >= 0 if self.key_mask is None else self.key_mask(distance) & (distance >= 0)
         mask = torch.where(seen, bias, torch.tensor(-math.inf, dtype=like.dtype, device=like.device))
-        return mask if mask.dim() == 3 else mask.expand(1, seq_len, seq_len)
+        mask = mask if mask.dim() == 3 else mask.expand(1, seq_len, seq_len)
+        if self.fixed_mask:
+            self.kept_mask = (key, mask)
+        return mask
 
     def head_matrices(self) -> HeadMatrices | None:
         if not self.content:

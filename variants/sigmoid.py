@@ -30,6 +30,7 @@ QUERY_BLOCK = 128
 
 class SigmoidAttention(DotProductAttention):
     name = "sigmoid"
+    fixed_mask = True
     weight_rows = "gates"
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int, *, rope_base: Annotated[float, ROPE_BASE] = 10000.0) -> None:

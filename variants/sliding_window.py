@@ -25,6 +25,7 @@ from variants.rope import Rotary
 
 class SlidingWindowAttention(DotProductAttention):
     name = "sliding_window"
+    fixed_mask = True
 
     def __init__(
         self,
