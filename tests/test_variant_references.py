@@ -78,7 +78,7 @@ def softmax_over(scores: Tensor, allowed: Tensor) -> Tensor:
     return scores.masked_fill(~allowed, -math.inf).softmax(-1)
 
 
-def rms(u: Tensor, gain: Tensor, eps: float) -> Tensor:
+def rms(u: Tensor, gain: Tensor | float, eps: float) -> Tensor:
     return u / (u.square().mean(-1, keepdim=True) + eps).sqrt() * gain
 
 
@@ -125,8 +125,8 @@ def positional(variant, x):
 
 def qk_norm(variant, x):
     w_q, w_k, w_v = variant.qkv.weight.chunk(3)
-    q = rotate(rms(heads(x, w_q, N_HEADS), variant.query_norm.weight, 1e-6), 10000.0)
-    k = rotate(rms(heads(x, w_k, N_HEADS), variant.key_norm.weight, 1e-6), 10000.0)
+    q = rotate(rms(heads(x, w_q, N_HEADS), variant.log_scale.exp()[:, None, None], 1e-6), 10000.0)
+    k = rotate(rms(heads(x, w_k, N_HEADS), 1.0, 1e-6), 10000.0)
     weights = softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), distance(x.shape[1]) >= 0)
     return merge(weights @ heads(x, w_v, N_HEADS)) @ variant.out.weight.T
 

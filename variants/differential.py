@@ -13,8 +13,8 @@ As in the paper's code (microsoft/unilm, Diff-Transformer), a layer has one lamb
 differential head is two half-width query/key pairs sharing a full-width value, so the
 projections have the shapes of standard attention's at the same n_heads. A row of weights sums to
 1 - lambda and may be negative (weight_rows = "difference"). Training path: both maps in one call
-of the fused kernel (2 n_heads heads of d_head / 2, each map's head reading its value), then the
-difference of the outputs.
+of the fused kernel (2 n_heads heads, each map's head reading its value; q and k zero-padded to
+the value's width, which the kernel needs), then the difference of the outputs.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import math
 from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugin import ROPE_BASE
@@ -71,14 +72,19 @@ class DifferentialAttention(DotProductAttention):
         return maps[:, :, 0] - self.difference_scale() * maps[:, :, 1]
 
     def fused(self, q: Tensor, k: Tensor, v: Tensor, mask: None) -> Tensor:
-        both = fused_attention(q, k, v.repeat_interleave(2, dim=1), mask).unflatten(1, (self.n_heads, 2))
+        # the fused kernel takes one width for q, k and v (else torch falls back to forming the weights):
+        # q and k padded with zeros to d_head, which leaves every q . k as it is
+        half = q.shape[-1]
+        q, k = (F.pad(t, (0, half)) for t in (q, k))
+        both = fused_attention(q, k, v.repeat_interleave(2, dim=1), mask, scale=half**-0.5).unflatten(1, (self.n_heads, 2))
         return both[:, :, 0] - self.difference_scale() * both[:, :, 1]
 
     def head_outputs(self, attended: Tensor) -> Tensor:
         return (1 - self.lambda_init) * self.head_norm(attended)
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
-        """Both maps' q . k (d_head / 2 each) and their two products with v, the causal half of each."""
+        """Both maps' q . k (d_head / 2 each; the kernel's zero padding not counted) and their two
+        products with v, the causal half of each."""
         return 3 * batch * self.n_heads * seq_len**2 * self.d_head
 
     def head_matrices(self) -> None:

@@ -122,12 +122,12 @@ def causal_mask(seq_len: int, like: Tensor) -> Tensor:
     return torch.zeros(seq_len, seq_len, dtype=like.dtype, device=like.device).masked_fill(future, -math.inf)
 
 
-def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """softmax_j( q_i . k_j / sqrt(d) + mask_ij ) v_j over j <= i in torch's fused kernel, for q, k
-    (batch, heads, T, d), v (batch, heads, T, e) and an additive mask (heads or 1, T, T) or None."""
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
+    """softmax_j( scale q_i . k_j + mask_ij ) v_j over j <= i in torch's fused kernel, for q, k and v
+    (batch, heads, T, d), an additive mask (heads or 1, T, T) or None, and scale 1 / sqrt(d) by default."""
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     mask = mask.to(q.dtype)[None]
     if q.device.type == "cpu" and not mask.requires_grad:  # that kernel gives the mask no gradient
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, is_causal=True, attn_mask=mask)[0]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, is_causal=True, attn_mask=mask, scale=scale)[0]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
