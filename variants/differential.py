@@ -44,9 +44,10 @@ class DifferentialAttention(DotProductAttention):
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int, *, rope_base: Annotated[float, ROPE_BASE] = 10000.0) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
         if self.d_head % 4 != 0:
+            allowed = [str(h) for h in range(1, d_model + 1) if d_model % (4 * h) == 0]
             raise ValueError(
-                f"variant=differential splits each head into two rotated halves, so d_head must be a multiple of 4; "
-                f"got d_head={self.d_head} (model.d_model={d_model} / model.n_heads={n_heads})"
+                f"variant=differential splits each head into two rotated halves, so d_head must be a multiple of 4; got "
+                f"d_head={self.d_head} (model.d_model={d_model} / model.n_heads={n_heads}); allowed n_heads: {', '.join(allowed)}"
             )
         half = self.d_head // 2
         self.rotary = Rotary(half, max_seq_len, rope_base)
@@ -71,7 +72,7 @@ class DifferentialAttention(DotProductAttention):
         maps = scores.softmax(dim=-1).unflatten(1, (self.n_heads, 2))
         return maps[:, :, 0] - self.difference_scale() * maps[:, :, 1]
 
-    def fused(self, q: Tensor, k: Tensor, v: Tensor, mask: None) -> Tensor:
+    def fused(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         # the fused kernel takes one width for q, k and v (else torch falls back to forming the weights):
         # q and k padded with zeros to d_head, which leaves every q . k as it is
         half = q.shape[-1]

@@ -70,8 +70,8 @@ class SimplicialAttention(AttentionVariant):
         self.score_dim = 3 * (self.d_head // 3)
         if self.score_dim == 0:
             raise ValueError(
-                f"variant=simplicial scores chunks of 3 coordinates, so d_head must be at least 3; "
-                f"got d_head={self.d_head} (model.d_model={d_model} / model.n_heads={n_heads})"
+                f"variant=simplicial scores chunks of 3 coordinates, so d_head must be at least 3; got d_head={self.d_head} "
+                f"(model.d_model={d_model} / model.n_heads={n_heads}); allowed: n_heads <= {d_model // 3} dividing d_model"
             )
         self.window, self.second_window, self.score = window, second_window, score
         self.query_keys = nn.Linear(d_model, 3 * n_heads * self.score_dim, bias=False)
