@@ -157,7 +157,7 @@ def linear(variant, x):
     for i in range(x.shape[1]):  # the recurrence, one position at a time
         state = state + k[..., i, :, None] * v[..., i, None, :]
         normaliser = normaliser + k[..., i, :]
-        outputs.append((q[..., i, :, None] * state).sum(-2) / (q[..., i, :] * normaliser).sum(-1, keepdim=True))
+        outputs.append((q[..., i, :, None] * state).sum(-2) / ((q[..., i, :] * normaliser).sum(-1, keepdim=True) + 2.0**-52))
     return merge(torch.stack(outputs, dim=-2)) @ variant.out.weight.T
 
 

@@ -4,7 +4,12 @@ running sum, a state of fixed size.
 
     q_i = W_q x_i        k_j = W_k x_j        v_j = W_v x_j        phi(u) = elu(u) + 1 > 0
     S_i = sum_{j<=i} phi(k_j) v_j^T        z_i = sum_{j<=i} phi(k_j)        (d_head x d_head, and d_head)
-    y_i = W_o ( S_i^T phi(q_i) / phi(q_i) . z_i )
+    y_i = W_o ( S_i^T phi(q_i) / (phi(q_i) . z_i + eps) )        eps: the float type's resolution
+
+Where training drives a query's features to 0 (elu + 1 of a large negative number), the
+denominator vanishes with the numerator, and the quotient and its gradient turn to NaN; eps
+keeps them finite, as the authors' 1e-6 does in their code (fast-transformers), and it is the
+float type's own resolution so that a denominator of ordinary size is changed only within rounding.
 
 A fixed-state model: whatever a query can read is in a d_head x (d_head + 1) state per head,
 however long the sequence, so recall of more items than the state holds fails as length grows.
@@ -12,7 +17,7 @@ No positional signal, as in the paper: order enters only through causality.
 
 Weights (need_weights): the implied causal kernel matrix, normalised,
 
-    a_ij = phi(q_i) . phi(k_j) / sum_{j'<=i} phi(q_i) . phi(k_j')       >= 0, rows summing to 1,
+    a_ij = phi(q_i) . phi(k_j) / (sum_{j'<=i} phi(q_i) . phi(k_j') + eps)      >= 0, rows summing to 1,
 
 so that y_i = W_o sum_j a_ij v_j as for softmax attention, and head scores apply.
 
@@ -50,10 +55,11 @@ class LinearAttention(AttentionVariant):
         q, k = feature_map(q), feature_map(k)
         if need_weights:
             kernel = (q @ k.transpose(-2, -1)).tril()
-            weights = kernel / kernel.sum(dim=-1, keepdim=True)
+            weights = kernel / (kernel.sum(dim=-1, keepdim=True) + torch.finfo(kernel.dtype).eps)
             return self.out(self.merge_heads(weights @ v)), weights
         numerator_and_denominator = chunked_causal_products(q, k, F.pad(v, (0, 1), value=1.0))
-        attended = numerator_and_denominator[..., :-1] / numerator_and_denominator[..., -1:]
+        denominator = numerator_and_denominator[..., -1:] + torch.finfo(q.dtype).eps
+        attended = numerator_and_denominator[..., :-1] / denominator
         return self.out(self.merge_heads(attended)), None
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
