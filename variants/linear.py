@@ -13,12 +13,14 @@ float type's own resolution so that a denominator of ordinary size is changed on
 
 A fixed-state model: whatever a query can read is in a d_head x (d_head + 1) state per head,
 however long the sequence, so recall of more items than the state holds fails as length grows.
-No positional signal, as in the paper: order enters only through causality.
+No positional signal of its own: order enters only through causality (model.learned_positions
+adds absolute positions to the stream).
 
 Weights (need_weights): the implied causal kernel matrix, normalised,
 
-    a_ij = phi(q_i) . phi(k_j) / (sum_{j'<=i} phi(q_i) . phi(k_j') + eps)      >= 0, rows summing to 1,
+    a_ij = phi(q_i) . phi(k_j) / (sum_{j'<=i} phi(q_i) . phi(k_j') + eps)      >= 0,
 
+rows summing to 1 within rounding (less only where the denominator vanishes),
 so that y_i = W_o sum_j a_ij v_j as for softmax attention, and head scores apply.
 
 Training path: the chunked form (flash-linear-attention's "chunk" mode), O(T (C + d) d) instead of
