@@ -5,9 +5,10 @@ its FLOPs and its memory, for every registered variant and a raw-SDPA reference.
              FLOPs with the masked half left out (4 B H T^2 d / 2 for dot-product attention),
              forward + backward = 3.5 x forward; plus the projections (forward + backward = 3 x
              forward). The core comes from the variant's own formula (``attention_flops``) where
-             it has one, otherwise from torch.utils.flop_counter on its explicit path
-             (need_weights=True) with every batched product (bmm: attention's, not the
-             projections' mm) that has a T x T operand or result halved
+             it has one (the projections then counted on its training path), otherwise from
+             torch.utils.flop_counter on its explicit path (need_weights=True) with every
+             batched product (bmm: attention's, not the projections' mm) that has a T x T
+             operand or result halved
     memory   the peak of bytes allocated during one run above the level before it: on CUDA the
              allocator's own peak; on CPU, which keeps none, replayed from the allocation and free
              events of torch's profiler (activations, what autograd keeps for backward,
@@ -18,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from variants import VARIANTS
 from variants.base import AttentionVariant
+from variants.dot_product import DotProductAttention
 
 D_MODEL, N_HEADS = 128, 4  # d_head 32
 TOKENS_PER_BATCH = 16384
@@ -32,22 +33,9 @@ REFERENCE = "sdpa (reference)"
 MODES = ("forward", "forward_backward")
 
 
-class RawSDPA(AttentionVariant):
+class RawSDPA(DotProductAttention):
     """The practical ceiling for standard attention: the same projections around torch's fused
     kernel, without RoPE. Not registered (no `name`): a reference, not a variant."""
-
-    def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
-        super().__init__(d_model, n_heads, max_seq_len)
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model, bias=False)
-
-    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        q, k, v = (self.split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
-        if not need_weights:
-            return self.out(self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))), None
-        scores = q @ k.transpose(-2, -1) / self.d_head**0.5
-        weights = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
-        return self.out(self.merge_heads(weights @ v)), weights
 
 
 def attention_layer(name: str, max_seq_len: int, device: torch.device) -> AttentionVariant:
@@ -98,14 +86,15 @@ def causal_formula(formula: Callable, seq_len: int) -> Callable:
 
 def count_flops(layer: AttentionVariant, seq_len: int, mode: str, device: torch.device) -> tuple[int, str]:
     """(FLOPs of one run in the convention of this module's docstring, where the core's come from)."""
-    run = workload(layer, seq_len, "forward", device, need_weights=True)
+    formula = layer.attention_flops(batch_size(seq_len), seq_len)
+    # the explicit path only where the counter counts the core on it (the weights can cost more than the formula's products)
+    run = workload(layer, seq_len, "forward", device, need_weights=formula is None)
     mapping = {op: causal_formula(flop_registry[op], seq_len) for op in BATCHED_PRODUCTS}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         run()
     counts = counter.get_flop_counts()
     root = type(layer).__name__
     projections = sum(sum(counts.get(f"{root}.{name}", {}).values()) for name, module in layer.named_modules() if isinstance(module, nn.Linear))
-    formula = layer.attention_flops(batch_size(seq_len), seq_len)
     core, source = (formula, "formula") if formula is not None else (counter.get_total_flops() - projections, "counter, causal half")
     if mode == "forward_backward":
         return round(3 * projections + 3.5 * core), source

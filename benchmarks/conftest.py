@@ -1,6 +1,6 @@
 import pytest
 
-from bench.speed import MODES
+from bench.speed import MODES, REFERENCE
 
 MEDIANS: dict = {}
 DEFAULT_LENGTHS = "64,128,256,512,1024,2048"
@@ -31,3 +31,17 @@ def device(request: pytest.FixtureRequest):
 def medians() -> dict:
     """Median seconds of each benchmark run so far in this session, by key, for ratio checks."""
     return MEDIANS
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Every variant's forward + backward time over raw SDPA's at each T timed in this session."""
+    timed = [key for key in MEDIANS if isinstance(key, tuple) and len(key) == 3 and key[1] == "forward_backward"]
+    lengths = sorted({seq_len for variant, _, seq_len in timed if variant == REFERENCE})
+    variants = sorted({variant for variant, _, _ in timed if variant != REFERENCE})
+    if not lengths or not variants:
+        return
+    terminalreporter.section("forward + backward time / raw SDPA")
+    terminalreporter.write_line("variant".ljust(22) + "".join(f"T={t}".rjust(10) for t in lengths))
+    for variant in variants:
+        ratios = (MEDIANS.get((variant, "forward_backward", t), float("nan")) / MEDIANS[(REFERENCE, "forward_backward", t)] for t in lengths)
+        terminalreporter.write_line(variant.ljust(22) + "".join(f"{ratio:10.2f}" for ratio in ratios))

@@ -26,6 +26,9 @@ from variants import VARIANTS
 TIME_PER_BENCHMARK = 2.0  # seconds of timed rounds aimed at, within [MIN_ROUNDS, MAX_ROUNDS]
 MIN_ROUNDS, MAX_ROUNDS, WARMUP_ROUNDS = 5, 30, 2
 MAX_STANDARD_VS_SDPA = 1.15
+# dot-product attention with a bias, a mask or normalised queries and keys, in the same fused kernel
+FUSED_WITH_A_BIAS_OR_MASK, MAX_FUSED_VS_SDPA = ("alibi", "nope", "qk_norm", "sliding_window"), 1.3
+MAX_SIMPLICIAL_VS_STANDARD = 3.0
 
 
 def timed(benchmark, medians: dict, key: tuple, run, **extra_info) -> None:
@@ -89,11 +92,26 @@ def test_training_step(benchmark, medians, device, variant):
         benchmark.extra_info["tokens_per_s"] = cfg.train.batch_size * cfg.task.seq_len / medians[(variant, "train_step")]
 
 
+def forward_backward_ratio(medians: dict, variant: str, reference: str, seq_len: int) -> float:
+    """variant's median forward + backward time over reference's, both timed in this run at seq_len."""
+    keys = [(variant, "forward_backward", seq_len), (reference, "forward_backward", seq_len)]
+    if not all(key in medians for key in keys):
+        pytest.skip(f"needs {variant} and {reference} timed at T={seq_len} in this run")
+    ratio = medians[keys[0]] / medians[keys[1]]
+    print(f"{variant} / {reference} forward+backward at T={seq_len}: {ratio:.3f}")
+    return ratio
+
+
 @pytest.mark.parametrize("seq_len_target", [512, 2048])
 def test_standard_is_within_115_percent_of_raw_sdpa(medians, seq_len_target):
-    keys = [("standard", "forward_backward", seq_len_target), (REFERENCE, "forward_backward", seq_len_target)]
-    if not all(key in medians for key in keys):
-        pytest.skip(f"needs standard and the SDPA reference timed at T={seq_len_target} in this run")
-    ratio = medians[keys[0]] / medians[keys[1]]
-    print(f"standard / raw SDPA forward+backward at T={seq_len_target}: {ratio:.3f}")
-    assert ratio <= MAX_STANDARD_VS_SDPA
+    assert forward_backward_ratio(medians, "standard", REFERENCE, seq_len_target) <= MAX_STANDARD_VS_SDPA
+
+
+@pytest.mark.parametrize("variant", FUSED_WITH_A_BIAS_OR_MASK)
+def test_fused_variants_are_within_130_percent_of_raw_sdpa_at_2048(medians, variant):
+    assert forward_backward_ratio(medians, variant, REFERENCE, 2048) <= MAX_FUSED_VS_SDPA
+
+
+def test_simplicial_is_within_3x_of_standard_at_2048(medians):
+    # at its default windows; at T = 512 a query's w1 w2 pairs are as many as causal attention's T / 2 keys
+    assert forward_backward_ratio(medians, "simplicial", "standard", 2048) <= MAX_SIMPLICIAL_VS_STANDARD

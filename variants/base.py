@@ -17,8 +17,10 @@ it on the command line, and its keyword-only constructor options become its conf
             ...
             return y, (weights if need_weights else None)
 
-``forward`` returns the attention weights (batch, n_heads, T, T), rows summing to 1, only when
-``need_weights`` is true, so that the training path can use a fused kernel that never forms them.
+``forward`` returns the attention weights (batch, n_heads, T, T) only when ``need_weights`` is
+true, so that the training path can use a fused kernel that never forms them. What a row of them
+is, the variant declares in ``weight_rows`` (a probability distribution over the keys unless it
+says otherwise), and the contract test checks that promise.
 
 A variant whose weights are set by construction rather than learned overrides ``construct``,
 which the model calls once it is built (it may set the model's embedding and unembedding too),
@@ -40,6 +42,12 @@ from torch import Tensor, nn
 from plugin import register
 
 VARIANTS: dict[str, type[AttentionVariant]] = {}
+# What a row of the attention weights can be (AttentionVariant.weight_rows):
+#   distribution  >= 0 and summing to 1 over the keys j <= i (softmax, or a normalised kernel)
+#   gates         each weight in [0, 1], the row's sum free (sigmoid attention)
+#   difference    w1 - lambda w2 of two distributions: any sign, every row of a head summing to
+#                 the same 1 - lambda (differential attention)
+WEIGHT_ROWS = ("distribution", "gates", "difference")
 
 
 @dataclass
@@ -70,9 +78,12 @@ class AttentionVariant(nn.Module):
     # Overrides of the default config that the variant needs to be built at all (a constructed
     # circuit's shape); the tests build it with them, and the README lists them.
     required_config: ClassVar[tuple[str, ...]] = ()
+    weight_rows: ClassVar[str] = "distribution"  # one of WEIGHT_ROWS
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.weight_rows not in WEIGHT_ROWS:
+            raise TypeError(f"{cls.__name__}.weight_rows='{cls.weight_rows}' is unknown; allowed: {', '.join(WEIGHT_ROWS)}")
         register(VARIANTS, "variant", cls)
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:

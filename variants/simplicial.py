@@ -1,0 +1,162 @@
+"""2-simplicial attention (Clift et al. 2019; Roy et al. 2025, "Fast and Simplex: 2-Simplicial
+Attention in Triton", arXiv:2507.02754): a query attends to pairs of keys (j, k) in two causal
+windows, scored by a trilinear form, and reads the elementwise product of their two values.
+
+    q_i = W_q x_i      k_j = W_k x_j      k'_k = W_k' x_k      v_j = W_v x_j      v'_k = W_v' x_k
+    pairs of query i:   i - w1 < j <= i   and   i - w2 < k <= i          (w1 = window, w2 = second_window)
+    s_ijk = sum_l det[ R_i q_i^(l) ; R_j k_j^(l) ; R_k k'_k^(l) ] / sqrt(D)     score=determinant (their eq. 9)
+    s_ijk = < q_i, k_j, k'_k > / sqrt(D) = sum_d q_id k_jd k'_kd / sqrt(D)   score=trilinear (their eq. 5)
+    a_ijk = softmax_(j,k)( s_ijk )                                            jointly over the pairs
+    y_i = W_o sum_jk a_ijk (v_j ∘ v'_k)                                       (their eq. 7; ∘ elementwise)
+
+The default windows, w1 = 64 (the default induction task's whole context) and w2 = 4, keep the
+paper's ratio w1 / w2 = 16 (it uses 512 and 32). q, k and k' have D = 3 floor(d_head / 3)
+coordinates per head, u^(l) being the l-th chunk of 3; v and v' have d_head. The determinant is the paper's rotation-invariant trilinear form:
+det[R a; R b; R c] = det[a; b; c] for any rotation R of a chunk. With R_m turning chunk l by the
+angle m theta_l about its third axis (RoPE on each chunk's first two coordinates, theta_l =
+rope_base^(-l / (D / 3))), rotations about one axis compose, so s_ijk depends on the offsets j - i
+and k - i and on content, never on i: RoPE's property, carried to three vectors. The plain
+trilinear form is not rotation invariant and carries no position (as eq. 5; rope_base unused).
+
+Relation to `triple`, the project's -det Gram(q_i, k_j, r_i), r_i a second vector at the query's
+own position. By Cauchy-Binet, det Gram(q, k, r) = sum over every triple S of coordinates of
+det[q_S; k_S; r_S]^2, so triple is minus the sum of squared signed volumes over all coordinate
+triples; in a 3-dimensional head it is exactly -det[q; k; r]^2, minus the square of this variant's
+determinant score with the second key pinned to the query (w2 = 1, k' in the role of r). Here the
+score is signed and linear in each vector and sums over disjoint chunks only, and the second key
+ranges over a window: the softmax runs over w1 w2 pairs instead of T keys.
+
+Weights (need_weights): a_ij = sum_k a_ijk, the marginal over the second key, (batch, heads, T, T),
+rows summing to 1. Both paths follow the paper's tiling: the pair vectors p_ik = k'_k × q_i (a cross
+product per chunk, so that det[q; k; k'] = p . k) or q_i ∘ k'_k, then, per block of queries, one
+product of the block's p with the keys of its first windows, the joint softmax over the pairs, and
+(a V) ∘ v' summed over k, all blocks in one batched product. Time and memory O(T w2 (w1 + block) d),
+against O(T^2 d) for standard attention: the windows are what keep it affordable on a CPU.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from plugin import ROPE_BASE, Range
+from variants.base import AttentionVariant
+from variants.rope import Rotary
+
+SCORES = ("determinant", "trilinear")
+QUERY_BLOCK = 16  # queries per block: a block reads QUERY_BLOCK + w1 - 1 keys, w1 of them per query
+
+
+class SimplicialAttention(AttentionVariant):
+    name = "simplicial"
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_seq_len: int,
+        *,
+        window: Annotated[int, Range(1)] = 64,
+        second_window: Annotated[int, Range(1)] = 4,
+        score: str = "determinant",
+        rope_base: Annotated[float, ROPE_BASE] = 10000.0,
+    ) -> None:
+        super().__init__(d_model, n_heads, max_seq_len)
+        if score not in SCORES:
+            raise ValueError(f"variant.score='{score}' is unknown; allowed: {', '.join(SCORES)}")
+        self.score_dim = 3 * (self.d_head // 3)
+        if self.score_dim == 0:
+            raise ValueError(
+                f"variant=simplicial scores chunks of 3 coordinates, so d_head must be at least 3; got d_head={self.d_head} "
+                f"(model.d_model={d_model} / model.n_heads={n_heads}); allowed: n_heads <= {d_model // 3} dividing d_model"
+            )
+        self.window, self.second_window, self.score = window, second_window, score
+        self.query_keys = nn.Linear(d_model, 3 * n_heads * self.score_dim, bias=False)
+        self.values = nn.Linear(d_model, 2 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.rotary = Rotary(2 * self.score_dim // 3, max_seq_len, rope_base) if score == "determinant" else None
+
+    def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """q, k, k' (batch, heads, T, D), rotated for the determinant, and v, v' (batch, heads, T, d_head)."""
+        q, k, second_k = (self.split_heads(t) for t in self.query_keys(x).chunk(3, dim=-1))
+        v, second_v = (self.split_heads(t) for t in self.values(x).chunk(2, dim=-1))
+        if self.rotary is not None:
+            q, k, second_k = (self.rotate_chunks(t) for t in (q, k, second_k))
+        return q, k, second_k, v, second_v
+
+    def rotate_chunks(self, u: Tensor) -> Tensor:
+        """R_m u: each chunk's first two coordinates turned by RoPE, its third kept."""
+        chunks = u.unflatten(-1, (-1, 3))
+        turned = self.rotary(chunks[..., :2].flatten(-2)).unflatten(-1, (-1, 2))
+        return torch.cat((turned, chunks[..., 2:]), dim=-1).flatten(-2)
+
+    def pair_queries(self, q: Tensor, second_k: Tensor) -> Tensor:
+        """p (batch, heads, T, w2, D) with s_ijk = p_ic . k_j for the c-th key k of i's second window."""
+        q = q[..., None, :] / math.sqrt(self.score_dim)
+        if self.score == "trilinear":
+            return windows(second_k, self.second_window) * q
+        # k' × q per chunk: (k'_1 q_2 - k'_2 q_1, k'_2 q_0 - k'_0 q_2, k'_0 q_1 - k'_1 q_0)
+        ahead, behind = (windows(chunk_roll(second_k, shift), self.second_window) for shift in (-1, 1))
+        return ahead * chunk_roll(q, 1) - behind * chunk_roll(q, -1)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        q, k, second_k, v, second_v = self.heads(x)
+        pair_q, second_v = self.pair_queries(q, second_k), windows(second_v, self.second_window)
+        attended, weights = pair_attention(pair_q, k, v, second_v, self.window, need_weights)
+        return self.out(self.merge_heads(attended)), weights
+
+    def attention_flops(self, batch: int, seq_len: int) -> int:
+        """2 D for p . k and 2 d_head for a V per pair in the windows (the blocks' masked extra not counted)."""
+        pairs = sum(min(i, self.window) * min(i, self.second_window) for i in range(1, seq_len + 1))
+        return 2 * batch * self.n_heads * pairs * (self.score_dim + self.d_head)
+
+
+def chunk_roll(u: Tensor, shift: int) -> Tensor:
+    """u with the coordinates of each chunk of 3 turned cyclically by shift."""
+    return u.unflatten(-1, (-1, 3)).roll(shift, dims=-1).flatten(-2)
+
+
+def windows(u: Tensor, width: int) -> Tensor:
+    """(..., T, e) -> (..., T, width, e): at [i, c] the row of position i - width + 1 + c, zeros before 0."""
+    return F.pad(u, (0, 0, width - 1, 0)).unfold(-2, width, 1).transpose(-2, -1)
+
+
+def pair_attention(
+    pair_q: Tensor, k: Tensor, v: Tensor, second_v: Tensor, window: int, need_weights: bool
+) -> tuple[Tensor, Tensor | None]:
+    """sum over the pairs (c, j) of query i of softmax_(c, j)( p_ic . k_j ) (v_j ∘ u_ic), for pair_q
+    (..., T, w2, D), k (..., T, D), v (..., T, e) and second_v u (..., T, w2, e); and, if asked, the weights summed
+    over c, (..., T, T). Queries go in blocks of QUERY_BLOCK, every block against the keys of its first
+    windows at once: one batched product for the scores, one for the values."""
+    seq_len, second_window = pair_q.shape[-3:-1]
+    blocks = -(-seq_len // QUERY_BLOCK)
+    extra, span = blocks * QUERY_BLOCK - seq_len, QUERY_BLOCK + window - 1
+    # the keys and values of block b: padded rows b QUERY_BLOCK ... + span, positions from b QUERY_BLOCK - (w1 - 1)
+    block_k, block_v = (F.pad(t, (0, 0, window - 1, extra)).unfold(-2, span, QUERY_BLOCK) for t in (k, v))
+    block_q, block_second_v = (F.pad(t, (0, 0, 0, 0, 0, extra)).unflatten(-3, (blocks, QUERY_BLOCK)) for t in (pair_q, second_v))
+    queries = torch.arange(blocks * QUERY_BLOCK, device=k.device).view(blocks, QUERY_BLOCK, 1)
+    first_keys = queries[:, :1] - window + 1 + torch.arange(span, device=k.device)
+    second_keys = queries - second_window + 1 + torch.arange(second_window, device=k.device)
+    scores = (block_q.flatten(-3, -2) @ block_k).unflatten(-2, (QUERY_BLOCK, second_window))
+    weights = (scores + pair_mask(queries, first_keys, second_keys, window, scores.dtype)).flatten(-2).softmax(dim=-1).view_as(scores)
+    read = (weights.flatten(-3, -2) @ block_v.transpose(-2, -1)).unflatten(-2, (QUERY_BLOCK, second_window))
+    attended = (read * block_second_v).sum(dim=-2).flatten(-3, -2)[..., :seq_len, :]
+    if not need_weights:
+        return attended, None
+    marginal = weights.sum(dim=-2).flatten(-3, -2)[..., :seq_len, :]  # (..., T, span)
+    columns = first_keys.expand(blocks, QUERY_BLOCK, span).flatten(0, 1)[:seq_len].clamp(0, seq_len - 1)
+    # a column outside the query's window has weight 0: where clamping moves it, it adds 0
+    full = marginal.new_zeros(*marginal.shape[:-1], seq_len)
+    return attended, full.scatter_add_(-1, columns.expand_as(marginal), marginal)
+
+
+def pair_mask(queries: Tensor, first_keys: Tensor, second_keys: Tensor, window: int, dtype: torch.dtype) -> Tensor:
+    """0 where (second key, first key) is a pair of the query's windows, -inf elsewhere, from the
+    positions of the queries (..., n, 1), first keys (..., 1, L) and second keys (..., n, w2), these last
+    always inside the second window, so that only their start is checked: (..., n, w2, L)."""
+    first = (first_keys <= queries) & (first_keys > queries - window) & (first_keys >= 0)
+    pair = (second_keys >= 0)[..., None] & first[..., None, :]
+    return torch.zeros(pair.shape, dtype=dtype, device=pair.device).masked_fill(~pair, -math.inf)
