@@ -1,5 +1,5 @@
-"""A finite training pool (MAD-lab's training-set size): fixed across runs, drawn lazily, the only
-source of training batches, and disjoint from the held-out streams."""
+"""A finite training pool (MAD-lab's training-set size): fixed across runs and drawn lazily (that
+it alone feeds training, never the held-out sets, is in the contract of tests/test_tasks.py)."""
 from __future__ import annotations
 
 import torch
@@ -29,14 +29,6 @@ def test_the_pool_is_the_same_for_every_run_and_drawn_only_when_used():
     assert len(pool) == POOL_CHUNK + 300 and task.train_set() is pool
     again = TASKS["selective_copy"](seq_len=32, num_tokens_to_copy=4, train_examples=POOL_CHUNK + 300).train_set()
     assert torch.equal(again.inputs, pool.inputs) and torch.equal(again.slices["gap"], pool.slices["gap"])
-
-
-def test_training_batches_come_from_the_pool_and_held_out_sets_do_not():
-    task = TASKS["in_context_recall"](seq_len=64, vocab_size=64, train_examples=50)
-    pool = rows(task.train_set())
-    batch = task.sample(200, stream())
-    assert rows(batch) <= pool and len(rows(batch)) > 40
-    assert not rows(task.evaluation_set("test", 200, stream())) & pool
 
 
 def test_a_batch_indexes_its_rows_with_their_targets_and_slices():
