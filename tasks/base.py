@@ -48,6 +48,20 @@ class Batch:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
+    def __getitem__(self, rows: Tensor | slice) -> Batch:
+        """The sequences at `rows` (indices, a mask or a slice), with their targets and slices."""
+        return Batch(self.inputs[rows], self.targets[rows], {k: v[rows] for k, v in self.slices.items()})
+
+    @staticmethod
+    def concatenate(batches: list[Batch]) -> Batch:
+        """The batches' sequences, one batch after the other (they share their slice names)."""
+        first = batches[0]
+        return Batch(
+            torch.cat([b.inputs for b in batches]),
+            torch.cat([b.targets for b in batches]),
+            {name: torch.cat([b.slices[name] for b in batches]) for name in first.slices},
+        )
+
 
 class Task:
     name: ClassVar[str]
@@ -105,3 +119,49 @@ class Task:
 def uniform_fraction(batch_size: int, generator: torch.Generator) -> Tensor:
     """One number in [0, 1) per sequence, for drawing per-sequence lengths and offsets."""
     return torch.rand(batch_size, generator=generator)
+
+
+# The pool's own seed: every run and seed of a setting trains on the same examples, as MAD-lab's
+# stored data sets do; seeds then vary the initialisation and the batch order.
+TRAIN_POOL_SEED = 12345
+# Sequences generated at once while drawing a pool, which bounds the generator's working memory.
+POOL_CHUNK = 1024
+
+
+class PooledTask(Task):
+    """A generator task that can also train on a finite pool of examples: MAD-lab's training-set
+    size axis (``train_examples``; None trains on fresh sequences, as every generator does).
+
+    Subclasses implement ``generate``. With ``train_examples=N``, ``train_set`` is N sequences drawn
+    once from TRAIN_POOL_SEED (lazily, so a task built only to validate or to evaluate at another
+    length never draws it), ``sample`` draws training batches from it uniformly with replacement,
+    and the validation and test sets are fresh sequences from their own streams, as MAD-lab's
+    separately generated test sets are.
+    """
+
+    def __init__(self, *, seq_len: int, vocab_size: int, train_examples: int | None) -> None:
+        super().__init__(seq_len=seq_len, vocab_size=vocab_size)
+        self.train_examples = train_examples
+        self._pool: Batch | None = None
+
+    def generate(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """`batch_size` fresh sequences drawn from `generator`."""
+        raise NotImplementedError
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        pool = self.train_set()
+        if pool is None:
+            return self.generate(batch_size, generator)
+        return pool[torch.randint(len(pool), (batch_size,), generator=generator)]
+
+    def evaluation_set(self, split: str, size: int, generator: torch.Generator) -> Batch:
+        return self.generate(size, generator)
+
+    def train_set(self) -> Batch | None:
+        if self.train_examples is None:
+            return None
+        if self._pool is None:
+            generator = torch.Generator().manual_seed(TRAIN_POOL_SEED)
+            sizes = [min(POOL_CHUNK, self.train_examples - start) for start in range(0, self.train_examples, POOL_CHUNK)]
+            self._pool = Batch.concatenate([self.generate(size, generator) for size in sizes])
+        return self._pool

@@ -15,11 +15,13 @@ from tasks import TASKS
 from variants import VARIANTS
 
 REPO = Path(__file__).resolve().parent.parent
+# Task choices that are a registered task with some options set (conf/task/<name>.yaml, e.g. copy_variable)
+TASK_PRESETS = [path.stem for path in (REPO / "conf" / "task").glob("*.yaml")]
 
 BAD_INPUTS = [
     # names: unknown groups, keys and additions
     (["variant=nope"], f"unknown variant 'nope'; allowed: {', '.join(sorted(VARIANTS))}$"),
-    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted(TASKS))}$"),
+    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted({*TASKS, *TASK_PRESETS}))}$"),
     (["train.step=5"], "unknown config key 'train.step'; allowed keys in 'train': steps, lr,"),
     (["trian.steps=5"], "unknown config key 'trian.steps'; allowed keys: variant, task, seed"),
     (["variant.rope_bse=2"], "unknown config key 'variant.rope_bse'; allowed keys in 'variant': name, rope_base"),

@@ -195,3 +195,13 @@ def test_previous_token_targets():
 def test_impossible_options_are_refused_with_the_limit(name, options, message):
     with pytest.raises(ValueError, match=message):
         TASKS[name](**options)
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(TASKS) if "train_examples" in TASKS[name].__init__.__kwdefaults__])
+def test_a_training_pool_feeds_training_and_never_the_held_out_sets(name):
+    task = TASKS[name](train_examples=32)
+    pool = {tuple(row) for row in task.train_set().inputs.tolist()}
+    assert len(task.train_set()) == 32 and len(pool) == 32
+    assert {tuple(row) for row in task.sample(BATCH, stream()).inputs.tolist()} <= pool
+    for split in SPLITS:
+        assert not {tuple(row) for row in task.evaluation_set(split, BATCH, stream()).inputs.tolist()} & pool

@@ -1,0 +1,112 @@
+"""Every named experiment (conf/experiment/<name>.yaml) composes, expands to the number of jobs its
+header claims (a line ``# jobs: N``), and validates; ``default`` is today's default sweep."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from bench.cli import check_job, job_override_lists
+from bench.core.config import CONF_DIR, CONFIG_NAME
+from tasks import TASKS
+
+EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+# Keys whose every value the schema checks on its own: a job that differs from a validated one only
+# in these needs no composition of its own, once each value has been composed somewhere.
+GRID_KEYS = ("seed", "train.lr", "train.weight_decay")
+
+
+def claimed_jobs(name: str) -> int:
+    header = re.search(r"^# jobs: (\d+)\b", (CONF_DIR / "experiment" / f"{name}.yaml").read_text(), re.MULTILINE)
+    assert header, f"conf/experiment/{name}.yaml states no '# jobs: N' line"
+    return int(header.group(1))
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        return job_override_lists(overrides, True, parser, CONFIG_NAME)
+
+
+def without_experiment(job: list[str]) -> frozenset[str]:
+    return frozenset(override for override in job if not override.startswith("+experiment="))
+
+
+def test_there_are_the_named_experiments_of_this_issue():
+    assert {"default", "mqar", "mad"} <= set(EXPERIMENTS)
+
+
+def is_grid(override: str) -> bool:
+    return override.split("=")[0] in GRID_KEYS
+
+
+def covering_jobs(jobs: list[list[str]]) -> list[list[str]]:
+    """One job per setting (its overrides other than the grid keys), then more jobs until every value
+    of each grid key is among them."""
+    chosen: dict[frozenset[str], list[str]] = {}
+    for job in jobs:
+        chosen.setdefault(frozenset(o for o in job if not is_grid(o)), job)
+    covered = {o for job in chosen.values() for o in job if is_grid(o)}
+    for job in jobs:
+        missing = {o for o in job if is_grid(o)} - covered
+        if missing:
+            chosen[frozenset(job)] = job
+            covered |= missing
+    return list(chosen.values())
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_each_experiment_expands_to_the_jobs_it_claims_and_its_settings_validate(name):
+    jobs = expand([f"+experiment={name}"])
+    assert len(jobs) == claimed_jobs(name)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        for job in covering_jobs(jobs):
+            check_job(job, parser, CONFIG_NAME)
+
+
+def test_default_is_todays_default_sweep():
+    named = {without_experiment(job) for job in expand(["+experiment=default"])}
+    assert named == {frozenset(job) for job in expand([])} and len(named) == 18
+
+
+def test_mad_selects_over_learning_rate_and_weight_decay_and_scores_mad(make_config):
+    cfg = make_config("+experiment=mad")
+    assert list(cfg.protocol.select_on) == ["train.lr", "train.weight_decay"] and cfg.protocol.score == "mad"
+    jobs = expand(["+experiment=mad"])
+    grid = {tuple(sorted(o for o in job if o.startswith(("train.lr=", "train.weight_decay=")))) for job in jobs}
+    assert len(grid) >= 4, "a learning rate x weight decay grid"
+
+
+def test_mqar_sweeps_sequence_length_and_pairs():
+    jobs = expand(["+experiment=mqar"])
+    assert {o for job in jobs for o in job if o.startswith("task=")} == {"task=assoc_recall"}
+    assert len({o for job in jobs for o in job if o.startswith("task.seq_len=")}) >= 2
+    assert len({o for job in jobs for o in job if o.startswith("task.num_kv_pairs=")}) >= 3
+
+
+MAD_SETTINGS = sorted(path.stem for path in (CONF_DIR / "task").glob("mad_*.yaml"))
+
+
+@pytest.mark.parametrize("name", MAD_SETTINGS)
+def test_each_mad_setting_is_a_baseline_or_moves_one_difficulty_axis_of_it(make_config, name):
+    task = make_config(f"task={name}").task
+    baseline_name = f"mad_{task.name}"
+    if name == baseline_name:
+        return
+    baseline = make_config(f"task={baseline_name}").task
+    changed = {key for key in task if task[key] != baseline[key]}
+    axis, value = name.removeprefix(f"{baseline_name}_").rsplit("_", 1)
+    assert changed == {axis} and str(task[axis]) == value
+    assert axis in TASKS[task.name].difficulty_axes
+
+
+def test_every_difficulty_axis_of_each_mad_task_has_a_change():
+    baselines = [name for name in MAD_SETTINGS if name.removeprefix("mad_") in TASKS]
+    assert len(baselines) == 4
+    for baseline in baselines:
+        axes = {name.removeprefix(f"{baseline}_").rsplit("_", 1)[0] for name in MAD_SETTINGS if name.startswith(f"{baseline}_")}
+        assert axes == set(TASKS[baseline.removeprefix("mad_")].difficulty_axes), baseline
