@@ -21,6 +21,8 @@ RUNS = {  # between them, every registered analysis applies to at least one
     "two_layers": ("task=induction", "task.seq_len=32", "task.max_segment=8"),
     "one_layer": ("task=prev_token", "model.n_layers=1"),
     "triple": ("variant=triple", "task=copy", "model.n_layers=1", "task.seq_len=16"),
+    "modular_addition": ("task=modular_addition", "task.p=11", "task.vocab_size=12", "model.n_layers=1", "model.mlp=true",
+                         "model.max_seq_len=3", "analysis.length_generalisation.factors=[1]"),
 }
 QUICK = ("+debug=tiny", "train.steps=20", "train.eval_every=10", "train.target_accuracy=null")
 
