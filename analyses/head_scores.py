@@ -38,13 +38,18 @@ from plugin import Range
 PATTERNS = ("previous_token", "duplicate_token", "induction")
 
 
-def probe_periods(length: int, fixed_offsets: tuple[int, ...], count: int, generator: torch.Generator) -> list[int]:
-    """`count` repeat periods for probes of at most `length` tokens, none within 1 of a fixed offset."""
+def allowed_periods(length: int, fixed_offsets: tuple[int, ...]) -> list[int]:
+    """Repeat periods for probes of at most `length` tokens, none within 1 of a fixed offset."""
     longest = (length - 1) // 2
     allowed = [n for n in range(2, longest + 1) if all(abs(n - offset) > 1 for offset in fixed_offsets)]
+    return allowed[len(allowed) // 2 :]  # the longer half: probes near the training length
+
+
+def probe_periods(length: int, fixed_offsets: tuple[int, ...], count: int, generator: torch.Generator) -> list[int]:
+    """`count` periods drawn from the allowed ones."""
+    allowed = allowed_periods(length, fixed_offsets)
     if not allowed:
         return []
-    allowed = allowed[len(allowed) // 2 :]  # the longer half: probes near the training length
     picks = torch.randint(len(allowed), (count,), generator=generator)
     return [allowed[i] for i in picks.tolist()]
 
@@ -82,13 +87,13 @@ class HeadScores(Analysis):
     def applies(self, run: TrainedRun) -> str | None:
         if len(run.task.content_tokens) < 2:
             return "the task has fewer than two content tokens to build a probe from"
+        if not allowed_periods(run.task.seq_len, run.task.fixed_offsets):
+            return f"no [BOS]+R+R probe period fits seq_len={run.task.seq_len} away from the task's fixed offsets {run.task.fixed_offsets}"
         return None
 
     def measure(self, run: TrainedRun) -> Measurement:
         generator = run.stream(f"analysis/{self.name}")
         periods = probe_periods(run.task.seq_len, run.task.fixed_offsets, self.probe_sequences, generator)
-        if not periods:
-            raise ValueError(f"no probe period fits seq_len={run.task.seq_len} away from the task's fixed offsets {run.task.fixed_offsets}")
         content = torch.tensor(run.task.content_tokens)
         totals: dict[tuple[int, int, str], float] = {}
         for period in periods:

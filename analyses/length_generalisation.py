@@ -33,6 +33,8 @@ class LengthGeneralisation(Analysis):
         self.factors = sorted(set(factors))
 
     def check(self, config) -> None:
+        if TASKS[config.task.name].fixed_length:
+            return
         longest = max(self.factors) * config.task.seq_len
         if longest > config.model.max_seq_len:
             raise ValueError(
@@ -43,6 +45,9 @@ class LengthGeneralisation(Analysis):
         options = {key: value for key, value in config.task.items() if key != "name"}
         for factor in self.factors:
             TASKS[config.task.name](**{**options, "seq_len": factor * config.task.seq_len})
+
+    def applies(self, run: TrainedRun) -> str | None:
+        return f"task {run.task.name} has one fixed length" if run.task.fixed_length else None
 
     def measure(self, run: TrainedRun) -> Measurement:
         rows = []

@@ -70,6 +70,8 @@ class Task:
     difficulty_axes: ClassVar[tuple[str, ...]] = ("seq_len", "vocab_size")
     # False for tasks whose label is not the next input token (e.g. predicting the previous one).
     predicts_next_token: ClassVar[bool] = True
+    # True for tasks whose sequences have one length (e.g. "a b =" of modular arithmetic).
+    fixed_length: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -41,6 +41,7 @@ class ModularAddition(Task):
     name = "modular_addition"
     difficulty_axes = ("p", "train_fraction")
     predicts_next_token = False  # the answer at "=" is never an input token
+    fixed_length = True
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ RUNS = {  # between them, every registered analysis applies to at least one
     "one_layer": ("task=prev_token", "model.n_layers=1"),
     "triple": ("variant=triple", "task=copy", "model.n_layers=1", "task.seq_len=16"),
     "modular_addition": ("task=modular_addition", "task.p=11", "task.vocab_size=12", "model.n_layers=1", "model.mlp=true",
-                         "model.max_seq_len=3", "analysis.length_generalisation.factors=[1]"),
+                         "model.max_seq_len=3"),
 }
 QUICK = ("+debug=tiny", "train.steps=20", "train.eval_every=10", "train.target_accuracy=null")
 

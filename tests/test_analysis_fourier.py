@@ -95,7 +95,7 @@ def test_a_constant_neuron_has_no_fraction():
 
 def trained_run(make_config, *overrides) -> TrainedRun:
     cfg = make_config("task=modular_addition", "task.p=11", "task.vocab_size=12", "model.n_layers=1", "model.mlp=true",
-                      "model.max_seq_len=3", "analysis.length_generalisation.factors=[1]", *overrides)  # fmt: skip
+                      "model.max_seq_len=3", *overrides)  # fmt: skip
     return TrainedRun(model=build_model(cfg).eval(), task=build_task(cfg), config=cfg, device=torch.device("cpu"),
                       stream=lambda name: torch.Generator(), evaluate=lambda batch: {}, make_task=lambda **changes: build_task(cfg))  # fmt: skip
 

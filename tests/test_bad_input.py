@@ -20,8 +20,8 @@ TASK_PRESETS = [path.stem for path in (REPO / "conf" / "task").glob("*.yaml")]
 
 BAD_INPUTS = [
     # names: unknown groups, keys and additions
-    (["variant=nope"], f"unknown variant 'nope'; allowed: {', '.join(sorted(VARIANTS))}$"),
-    (["task=nope"], f"unknown task 'nope'; allowed: {', '.join(sorted({*TASKS, *TASK_PRESETS}))}$"),
+    (["variant=nosuch"], f"unknown variant 'nosuch'; allowed: {', '.join(sorted(VARIANTS))}$"),
+    (["task=nosuch"], f"unknown task 'nosuch'; allowed: {', '.join(sorted({*TASKS, *TASK_PRESETS}))}$"),
     (["train.step=5"], "unknown config key 'train.step'; allowed keys in 'train': steps, lr,"),
     (["trian.steps=5"], "unknown config key 'trian.steps'; allowed keys: variant, task, seed"),
     (["variant.rope_bse=2"], "unknown config key 'variant.rope_bse'; allowed keys in 'variant': name, rope_base"),
@@ -89,8 +89,8 @@ BAD_INPUTS = [
     (["variant=handcoded_induction", "variant.beta=5"], "variant.beta=5.0 is too small for the induction match"),
     # command-line forms
     (["task=copy,induction"], "'task=copy,induction' is a sweep; add -m"),
-    (["hydra.mode=MULTIRUN", "variant=standard,nope"], "job 'variant=nope.*': unknown variant 'nope'"),
-    (["-m", "variant=glob(nope*)"], "the sweep 'variant=glob\\(nope\\*\\)' expands to no job"),
+    (["hydra.mode=MULTIRUN", "variant=standard,nosuch"], "job 'variant=nosuch.*': unknown variant 'nosuch'"),
+    (["-m", "variant=glob(nosuch*)"], "the sweep 'variant=glob\\(nosuch\\*\\)' expands to no job"),
     (["hydra.mode=MULTIRUN", "task=glob(zzz*)"], r"the sweep 'task=glob\(zzz\*\)' expands to no job"),
     (["train.lr=${oc.env:HOME}"], "cannot resolve the config of 'train.lr=\\$\\{oc.env:HOME\\}': .*could not be converted to Float"),
     (["train.lr=é"], "cannot read 'train.lr=é': the value of key 'train.lr' has characters"),
@@ -116,7 +116,7 @@ def test_the_table_covers_at_least_fifty_bad_inputs():
     assert len(BAD_INPUTS) >= 50
 
 
-@pytest.mark.parametrize("arguments", [["train.stpes=5"], ["-m", "variant=standard,nope", "seed=0,1"]])
+@pytest.mark.parametrize("arguments", [["train.stpes=5"], ["-m", "variant=standard,nosuch", "seed=0,1"]])
 def test_the_real_command_exits_2_with_one_line_and_writes_nothing(tmp_path, arguments):
     completed = subprocess.run(
         [sys.executable, "-m", "bench", *arguments, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"],

@@ -25,6 +25,10 @@ def test_defaults_compose_and_validate(make_config):
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_variant_and_task_builds(make_config, variant, task):
     cfg = make_config(f"variant={variant}", f"task={task}", *VARIANTS[variant].required_config)
+    if cfg.task.seq_len > cfg.model.max_seq_len:  # a constructed circuit's context, shorter than the task's default
+        with pytest.raises(ConfigError, match=r"exceeds the model's context model.max_seq_len"):
+            validate(cfg)
+        return
     validate(cfg)
     assert build_model(cfg).max_seq_len == cfg.model.max_seq_len
     assert build_task(cfg).name == task

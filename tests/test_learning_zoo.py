@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from bench.cli import check_command_line, job_override_lists
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_task
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
 from bench.core.job import run
-from tasks import TASKS
 from variants import VARIANTS
 
-# associative recall once registered: conf/experiment/zoo.yaml names it in a comment until then, and the
-# test below fails as a reminder when the task arrives and the line is still commented
-ZOO_TASKS = ("copy", "copy_variable", "induction", *(("assoc_recall",) if "assoc_recall" in TASKS else ()))
+ZOO_TASKS = ("copy", "copy_variable", "induction", "assoc_recall")
 ZOO_SEEDS = ("0", "1", "2")
 # A content task counts as failed when the run never reaches the 0.99 target and its test accuracy
 # stays under half. Above chance (1/14 to 1/63) is no surprise where an offset is nearly fixed by
@@ -28,10 +25,11 @@ FAILED_BELOW = 0.5
 
 
 def test_the_zoo_sweeps_every_trainable_variant_over_its_tasks_and_three_seeds():
-    with torch.device("meta"):
-        trainable = [name for name, variant in VARIANTS.items() if variant(64, 4, 512).trainable]
-    assert "handcoded_induction" not in trainable
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        configs = {name: compose(CONFIG_NAME, overrides=[f"variant={name}", *VARIANTS[name].required_config]) for name in VARIANTS}
+        with torch.device("meta"):
+            trainable = [name for name, cfg in configs.items() if build_model(cfg).trainable]
+        assert "handcoded_induction" not in trainable and "standard" in trainable
         parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
         jobs = job_override_lists(["+experiment=zoo"], True, parser, CONFIG_NAME)
     settings = [dict(override.split("=", 1) for override in job if not override.startswith("+")) for job in jobs]
@@ -76,7 +74,6 @@ def test_positional_control_fails_induction_at_random_gaps(make_config, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("assoc_recall" not in TASKS, reason="no task named assoc_recall is registered")
 def test_positional_control_fails_associative_recall(make_config, tmp_path):
     overrides = ("task.num_kv_pairs=8", "task.seq_len=64", "task.vocab_size=64")
     assert_failed(train_positional(make_config, tmp_path, "task=assoc_recall", *overrides))

@@ -22,6 +22,8 @@ from variants.triple import gram_scores
 D_MODEL, N_HEADS, BATCH = 16, 2, 2  # d_head 8
 LENGTHS = [1, 13, 150]
 MAX_SEQ_LEN = max(LENGTHS)
+# A variant whose heads hold more than the default width allows (constructed position codes)
+WIDER = {"handcoded_q_induction": 2 * 2 * math.ceil(MAX_SEQ_LEN / 2) + 2 * 8}
 PARAMETER_SCALE = 0.3  # every parameter redrawn, so that no zero bias or unit gain hides an error
 # RoPE's tables are single precision (variants/rope.py): the variants that rotate agree to about 1e-7
 ROTATING = {"standard", "handcoded_induction", "sliding_window", "qk_norm", "sigmoid", "differential", "triple", "simplicial"}
@@ -117,6 +119,10 @@ def handcoded_induction(variant, x):
     return dot_product(x, variant.query.weight, variant.key.weight, variant.value.weight, variant.out.weight, N_HEADS, 10000.0)
 
 
+def handcoded_q_induction(variant, x):
+    return dot_product(x, variant.query.weight, variant.key.weight, variant.value.weight, variant.out.weight, N_HEADS, None)
+
+
 def positional(variant, x):
     allowed = distance(x.shape[1]) >= 0
     weights = softmax_over(variant.distance_bias[:, distance(x.shape[1]).clamp(min=0)], allowed)
@@ -198,6 +204,7 @@ REFERENCES: dict[str, Callable[[AttentionVariant, Tensor], Tensor]] = {
     "standard": standard, "nope": nope, "alibi": alibi, "sliding_window": sliding_window, "positional": positional,
     "qk_norm": qk_norm, "sigmoid": sigmoid, "differential": differential, "linear": linear, "triple": triple,
     "simplicial": simplicial, "handcoded_induction": handcoded_induction,
+    "handcoded_q_induction": handcoded_q_induction,
 }  # fmt: skip
 
 
@@ -207,7 +214,7 @@ def test_every_registered_variant_has_a_reference():
 
 def build(name: str) -> AttentionVariant:
     torch.manual_seed(0)
-    variant = VARIANTS[name](D_MODEL, N_HEADS, MAX_SEQ_LEN).double()
+    variant = VARIANTS[name](WIDER.get(name, D_MODEL), N_HEADS, MAX_SEQ_LEN).double()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in variant.parameters():
@@ -226,8 +233,9 @@ def output_and_gradients(output: Tensor, variant: AttentionVariant, x: Tensor, g
 def test_training_path_matches_the_naive_reference(name, seq_len):
     variant = build(name)
     generator = torch.Generator().manual_seed(2)
-    x = torch.randn(BATCH, seq_len, D_MODEL, generator=generator, dtype=torch.float64, requires_grad=True)
-    grad_output = torch.randn(BATCH, seq_len, D_MODEL, generator=generator, dtype=torch.float64)
+    width = variant.d_model
+    x = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64, requires_grad=True)
+    grad_output = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64)
     fast = output_and_gradients(variant(x)[0], variant, x, grad_output)
     naive = output_and_gradients(REFERENCES[name](variant, x), variant, x, grad_output)
     tolerance = 1e-6 if name in ROTATING else 1e-10
