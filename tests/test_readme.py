@@ -1,14 +1,23 @@
-"""The README stays true: its worked variant example registers, selects and passes the contract."""
+"""The README stays true: its worked variant example registers, selects and passes the contract; its
+analysis example runs on the hand-coded circuit and finds the copying head."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
-import types
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import test_variants as contract
 
+from analyses import ANALYSES
 from bench.cli import check_command_line
+from bench.core.job import run
+from bench.core.measure import ANALYSIS_DIR
 from bench.core.config import register_configs
 from variants import VARIANTS
 
@@ -19,25 +28,39 @@ def block_after(marker: str) -> str:
     return re.search(rf"<!-- {marker} -->\n```\w+\n(.*?)```", README, re.DOTALL).group(1)
 
 
+@contextmanager
+def registered_alone(marker: str, registry: dict) -> Iterator[str]:
+    """The README's example under `marker`, registered for the test alone: a user's own file of the
+    same name (made by following the README) steps aside while it runs and comes back after."""
+    source = block_after(marker)
+    name = re.search(r'name = "(\w+)"', source).group(1)
+    saved = dict(registry)
+    registry.pop(name, None)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / f"readme_{name}.py"  # a real file, as the user's: jobs hash its source
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        sys.modules[path.stem] = module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+            register_configs()
+            yield name
+        finally:
+            del sys.modules[path.stem]
+            registry.clear()
+            registry.update(saved)
+            register_configs()
+
+
 @pytest.fixture
 def example_variant():
-    """The README's variant, registered for the test alone: a user's own file of the same name (made
-    by following the README) steps aside while it runs and comes back after."""
-    source = block_after("variant-example")
-    name = re.search(r'name = "(\w+)"', source).group(1)
-    saved = dict(VARIANTS)
-    VARIANTS.pop(name, None)
-    module = types.ModuleType(f"variants.readme_{name}")
-    exec(compile(source, "README.md", "exec"), module.__dict__)
-    register_configs()
-    yield name
-    VARIANTS.clear()
-    VARIANTS.update(saved)
-    register_configs()
+    with registered_alone("variant-example", VARIANTS) as name:
+        yield name
 
 
-def test_the_example_is_at_most_30_lines():
-    assert len(block_after("variant-example").strip().splitlines()) <= 30
+@pytest.mark.parametrize("marker", ["variant-example", "analysis-example"])
+def test_each_example_is_at_most_30_lines(marker):
+    assert len(block_after(marker).strip().splitlines()) <= 30
 
 
 @pytest.mark.parametrize(
@@ -56,7 +79,20 @@ def test_the_example_passes_the_variant_contract(example_variant, check):
 
 
 def test_the_example_is_selected_by_name_with_its_option(example_variant):
-    assert check_command_line([f"variant={example_variant}", "variant.max_slope=0.5"], multirun=False) == 1
+    option = re.search(r"\*, (\w+):", block_after("variant-example")).group(1)
+    assert check_command_line([f"variant={example_variant}", f"variant.{option}=0.5"], multirun=False) == 1
+
+
+def test_the_analysis_example_finds_the_copying_head_of_the_hand_coded_circuit(make_config, tmp_path):
+    with registered_alone("analysis-example", ANALYSES) as name:
+        cfg = make_config("variant=handcoded_induction", "task=induction")
+        record = run(cfg, tmp_path, single_run=False, overrides=[])
+        output = json.loads((tmp_path / ANALYSIS_DIR / f"{name}.json").read_text())
+    assert record["status"] == "completed" and output["status"] == "completed"
+    scores = {row["head"]: row["score"] for row in output["rows"]}
+    assert scores["L1H0"] > 0.9  # the induction head copies the token it attends to
+    # no other head writes where the unembedding reads: M_h = 0, a score of 0/0, stored as null
+    assert all(score is None for head, score in scores.items() if head != "L1H0")
 
 
 def test_ci_runs_the_readme_test_command():
