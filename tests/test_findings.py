@@ -36,6 +36,13 @@ def test_the_winner_is_named_with_its_interval_and_a_close_race_is_unresolved_wi
     assert "- copy: standard vs triple is unresolved: difference 0.010, pooled spread (sd) 0.020, n = 3 and 3; about 32 seeds each" in report
 
 
+def test_settings_with_the_same_mean_tie_rather_than_race(tmp_path):
+    records = [result(variant, "copy", seed, 1.0) for variant in ("standard", "alibi") for seed in range(3)]
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    assert "- copy: alibi, standard tie for the lead at 1.000 (mean test accuracy; seeds: 3, 3)." in text
+    assert "unresolved" not in text
+
+
 def test_a_variant_at_chance_with_a_flat_loss_is_called_out(report):
     assert "- sluggish stays at chance on copy: test accuracy 0.070 against chance 0.062; its test loss barely moved (2.77 → 2.75, flat)." in report
 

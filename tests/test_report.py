@@ -124,6 +124,19 @@ def test_a_swept_setting_gets_its_own_row(tmp_path):
     assert "| standard model.d_model=64  | model  | 0.900 (n=1) |" in text and "| standard model.d_model=128 | model  | 0.950 (n=1) |" in text
 
 
+def test_a_swept_task_option_that_is_no_difficulty_axis_makes_another_task_never_a_setting(tmp_path):
+    records = [result(variant, "copy", 0, accuracy) for variant, accuracy in (("standard", 1.0), ("positional", 0.3))]
+    records += [result(variant, "copy", 0, accuracy) for variant, accuracy in (("standard", 0.99), ("positional", 1.0))]
+    for record, variable in zip(records, (True, True, False, False)):
+        record["config"]["task"]["variable_length"] = variable
+        record["config_hash"] += str(variable)
+    selected = select_runs(load_results(write_results(tmp_path / "sweep", records)).runs).selected
+    assert sorted(zip(selected["task"], selected["setting"])) == [
+        ("copy variable_length=False", "positional"), ("copy variable_length=False", "standard"),
+        ("copy variable_length=True", "positional"), ("copy variable_length=True", "standard"),
+    ]  # fmt: skip
+
+
 def test_learning_curves_hold_a_stopped_runs_last_value_so_the_mean_keeps_its_seeds():
     curves = pd.DataFrame({
         "run": ["a", "a", "b", "b", "b"], "setting": "standard", "variant": "standard", "task": "copy", "seed": [0, 0, 1, 1, 1],

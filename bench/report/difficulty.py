@@ -24,7 +24,8 @@ def difficulty_columns(selection: Selection) -> dict[str, list[str]]:
     """Per task, the swept config columns that are its declared difficulty axes."""
     axes = {}
     for task, runs in selection.selected.groupby("task"):
-        declared = TASKS[task].difficulty_axes if task in TASKS else ()
+        name = runs["task_name"].iloc[0]
+        declared = TASKS[name].difficulty_axes if name in TASKS else ()
         swept = [f"task.{axis}" for axis in declared if f"task.{axis}" in selection.settings and runs[f"task.{axis}"].nunique() > 1]
         if swept:
             axes[task] = swept

@@ -19,6 +19,8 @@ AT_CHANCE, AT_CHANCE_MARGIN = 2.0, 0.02
 FLAT_LOSS = 0.05
 # Largest number of seeds per setting worth suggesting; beyond it a difference is called negligible.
 MAX_SEEDS = 1000
+# Means closer than this are a tie: no number of seeds makes such a difference worth stating.
+TIE = 0.001
 
 
 def roles(selected: pd.DataFrame) -> pd.Series:
@@ -66,9 +68,15 @@ def task_findings(task: str, runs: pd.DataFrame) -> list[str]:
         if at_chance(means.iloc[0], chance):
             sentences.append(f"{task}: no model beats chance ({chance:.3f}); the best is {best} at {accuracy}.")
         else:
-            runner_up = f", ahead of {means.index[1]} at {describe(models[models['setting'] == means.index[1]]['test_accuracy'])}" if len(means) > 1 else ""
-            sentences.append(f"{task}: {best} leads with test accuracy {accuracy}{runner_up}.")
-            for other in means.index[1:]:
+            tied = [setting for setting in means.index if means.iloc[0] - means[setting] < TIE]
+            others = [setting for setting in means.index if setting not in tied]
+            if len(tied) > 1:
+                sentences.append(f"{task}: {', '.join(tied)} tie for the lead at {means.iloc[0]:.3f} (mean test accuracy; "
+                                 f"seeds: {', '.join(str(len(models[models['setting'] == s])) for s in tied)}).")  # fmt: skip
+            else:
+                runner_up = f", ahead of {others[0]} at {describe(models[models['setting'] == others[0]]['test_accuracy'])}" if others else ""
+                sentences.append(f"{task}: {best} leads with test accuracy {accuracy}{runner_up}.")
+            for other in others:
                 sentences += unresolved(task, best, other, models)
     for role in ("constructed", "control"):
         for setting, group in runs[runs["role"] == role].groupby("setting"):

@@ -25,6 +25,7 @@ import pandas as pd
 from bench.core.config import RUN_CONTROL_KEYS
 from bench.core.measure import stored_rows
 from bench.core.results import RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
+from tasks import TASKS
 
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 # Test accuracy a run must reach and keep to the end of its curve to count as grokked.
@@ -166,6 +167,13 @@ def swept_settings(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELE
     return [c for c in config_columns if (by_group[c].nunique(dropna=True) > 1).any()]
 
 
+def is_difficulty_axis(runs: pd.DataFrame, column: str) -> bool:
+    """Whether a task option is a declared difficulty axis of every task that has it; any other
+    task option that a sweep varies (copy's variable_length) makes a different task, not a setting."""
+    names = runs.loc[runs[column].notna(), "task"].unique()
+    return all(name in TASKS and column.removeprefix("task.") in TASKS[name].difficulty_axes for name in names)
+
+
 def setting_labels(runs: pd.DataFrame, settings: list[str]) -> pd.Series:
     """'standard', or 'standard model.d_model=128' where a sweep varied more than variant and seed."""
     labels = runs["variant"].astype(str)
@@ -189,6 +197,12 @@ def select_runs(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTI
     runs = runs[runs["variant"].notna() & runs["task"].notna()].copy()
     select_on = [key for key in select_on if key in runs]
     settings = swept_settings(runs, tuple(select_on))
+    task_options = [column for column in settings if column.startswith("task.") and not is_difficulty_axis(runs, column)]
+    runs["task_name"] = runs["task"]
+    for column in task_options:  # e.g. "copy variable_length=True"
+        present = runs[column].notna()
+        runs["task"] = runs["task"].where(~present, runs["task"] + f" {column.removeprefix('task.')}=" + runs[column].map(str))
+    settings = [column for column in settings if column not in task_options]
     runs["setting"] = setting_labels(runs, settings)
     scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
         _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
