@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from conftest import shipped_variants
 from variants import VARIANTS, AttentionVariant
 from variants.triple import gram_scores
 
@@ -208,8 +209,8 @@ REFERENCES: dict[str, Callable[[AttentionVariant, Tensor], Tensor]] = {
 }  # fmt: skip
 
 
-def test_every_registered_variant_has_a_reference():
-    assert sorted(REFERENCES) == sorted(VARIANTS)
+def test_every_shipped_variant_has_a_reference():
+    assert shipped_variants() <= set(REFERENCES) and set(REFERENCES) <= set(VARIANTS)
 
 
 def build(name: str) -> AttentionVariant:
