@@ -168,8 +168,12 @@ def swept_settings(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELE
 
 
 def is_difficulty_axis(runs: pd.DataFrame, column: str) -> bool:
-    """Whether a task option is a declared difficulty axis of every task that has it; any other
-    task option that a sweep varies (copy's variable_length) makes a different task, not a setting."""
+    """Whether a task option is a ladder: numeric, or a declared difficulty axis of every task that
+    has it. A categorical option that a sweep varies (copy's variable_length, an operation) makes a
+    different task, not a setting."""
+    values = runs.loc[runs[column].notna(), column]
+    if not values.map(lambda value: isinstance(value, bool) or isinstance(value, str)).any():
+        return True
     names = runs.loc[runs[column].notna(), "task"].unique()
     return all(name in TASKS and column.removeprefix("task.") in TASKS[name].difficulty_axes for name in names)
 
