@@ -16,7 +16,7 @@ import seaborn as sns
 from analyses import Block, Figure
 from analyses.plotting import save, variant_colour
 from analyses.statistics import INTERVAL_NOTE, describe
-from bench.report.tables import Selection
+from bench.report.tables import Selection, setting_labels
 from tasks import TASKS
 
 
@@ -34,12 +34,7 @@ def difficulty_columns(selection: Selection) -> dict[str, list[str]]:
 
 def model_label(runs: pd.DataFrame, selection: Selection, difficulty: list[str]) -> pd.Series:
     """The setting without its difficulty axes: the variant plus whatever else the sweep varied."""
-    labels = runs["variant"].astype(str)
-    for column in selection.settings:
-        if column not in difficulty:
-            present = runs[column].notna()
-            labels = labels.where(~present, labels + f" {column}=" + runs[column].map(str))
-    return labels
+    return setting_labels(runs, [column for column in selection.settings if column not in difficulty])
 
 
 def difficulty_blocks(selection: Selection, figure_dir: Path) -> list[Block]:

@@ -171,19 +171,19 @@ def is_difficulty_axis(runs: pd.DataFrame, column: str) -> bool:
     """Whether a task option is a ladder: numeric, or a declared difficulty axis of every task that
     has it. A categorical option that a sweep varies (copy's variable_length, an operation) makes a
     different task, not a setting."""
-    values = runs.loc[runs[column].notna(), column]
-    if not values.map(lambda value: isinstance(value, bool) or isinstance(value, str)).any():
+    present = runs[runs[column].notna()]
+    if not present[column].map(lambda value: isinstance(value, (bool, str))).any():
         return True
-    names = runs.loc[runs[column].notna(), "task"].unique()
-    return all(name in TASKS and column.removeprefix("task.") in TASKS[name].difficulty_axes for name in names)
+    return all(name in TASKS and column.removeprefix("task.") in TASKS[name].difficulty_axes for name in present["task"].unique())
 
 
-def setting_labels(runs: pd.DataFrame, settings: list[str]) -> pd.Series:
-    """'standard', or 'standard model.d_model=128' where a sweep varied more than variant and seed."""
-    labels = runs["variant"].astype(str)
+def setting_labels(runs: pd.DataFrame, settings: list[str], base: str = "variant", strip: str = "") -> pd.Series:
+    """'standard', or 'standard model.d_model=128' where a sweep varied more than variant and seed
+    (base names the column labelled; strip, a prefix dropped from the setting's names)."""
+    labels = runs[base].astype(str)
     for column in settings:
         present = runs[column].notna()
-        labels = labels.where(~present, labels + f" {column}=" + runs[column].map(str))
+        labels = labels.where(~present, labels + f" {column.removeprefix(strip)}=" + runs[column].map(str))
     return labels
 
 
@@ -203,9 +203,7 @@ def select_runs(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTI
     settings = swept_settings(runs, tuple(select_on))
     task_options = [column for column in settings if column.startswith("task.") and not is_difficulty_axis(runs, column)]
     runs["task_name"] = runs["task"]
-    for column in task_options:  # e.g. "copy variable_length=True"
-        present = runs[column].notna()
-        runs["task"] = runs["task"].where(~present, runs["task"] + f" {column.removeprefix('task.')}=" + runs[column].map(str))
+    runs["task"] = setting_labels(runs, task_options, base="task", strip="task.")  # e.g. "copy variable_length=True"
     settings = [column for column in settings if column not in task_options]
     runs["setting"] = setting_labels(runs, settings)
     scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
