@@ -17,7 +17,7 @@ import seaborn as sns
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
 from analyses.plotting import by_setting, save
-from analyses.statistics import INTERVAL_NOTE, describe
+from analyses.statistics import INTERVAL_NOTE, describe, seed_band
 from plugin import Range
 from tasks import TASKS
 
@@ -61,7 +61,7 @@ class LengthGeneralisation(Analysis):
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows
         grid = sns.relplot(
-            data=rows, x="length", y="accuracy", col="task", kind="line", markers=True, errorbar=("ci", 95),
+            data=rows, x="length", y="accuracy", col="task", kind="line", markers=True, errorbar=seed_band,
             facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(rows),
         )  # fmt: skip
         for task, axis in grid.axes_dict.items():

@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from analyses.statistics import seed_band  # noqa: E402
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 SHIPPED_COLOURS = {
@@ -85,7 +87,7 @@ def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: P
                 axis.set_visible(False)
                 continue
             sns.barplot(data=subset, x="setting", y=value, hue="setting", order=order, hue_order=order, palette=colours,
-                        errorbar=("ci", 95), alpha=0.7, legend=False, ax=axis)  # fmt: skip
+                        errorbar=seed_band, alpha=0.7, legend=False, ax=axis)  # fmt: skip
             sns.stripplot(data=subset, x="setting", y=value, order=order, color="black", size=4, jitter=0.15, ax=axis)
             axis.set_title(f"{row_value}: {col_value}", fontsize=10)
             axis.set_xlabel("")

@@ -28,6 +28,14 @@ class Interval:
         return (self.high - self.low) / 2
 
 
+def seed_band(values: Iterable[float]) -> tuple[float, float]:
+    """A figure's error band: the tables' 95% t-interval (seaborn's own "ci" bootstraps, which with
+    two or three seeds draws a band far narrower than the interval the tables print); the mean
+    alone where there is a single value."""
+    estimate = interval(values)
+    return (estimate.mean, estimate.mean) if estimate.n < 2 else (estimate.low, estimate.high)
+
+
 def interval(values: Iterable[float], bounds: tuple[float, float] | None = (0.0, 1.0)) -> Interval:
     """Mean and 95% t-interval of the finite values (NaN interval for fewer than two)."""
     finite = pd.Series(list(values), dtype=float).dropna()

@@ -15,7 +15,7 @@ from analyses.statistics import describe, interval
 from bench.report.__main__ import main
 from bench.report.build import write_report
 from bench.report.figures import carried_forward
-from bench.report.tables import load_results, select_runs, swept_settings
+from bench.report.tables import load_results, select_runs, setting_labels, swept_settings
 
 
 def result(variant, task, seed, test, status="completed", lr=0.003, validation=None, **extra):
@@ -261,3 +261,41 @@ def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected
     # standard: seed 0 mean(1.0, 0.98, 0.9) = 0.96, seed 1 0.95; weak: 0.5 and 0.49 (the lr 0.001 runs are chosen)
     assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) |          3 |       1 |" in board
     assert "|      2 | weak     | 0.495 [0.431, 0.559] (n=2) |          3 |       1 |" in board
+
+
+def test_variants_are_ranked_only_at_the_same_difficulty_point_and_each_gets_where_it_breaks(tmp_path):
+    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text().split("## Overview")[0]
+    # at the chosen lr 0.001: standard 1.0/0.99, 0.98/0.97, 0.9/0.89; weak 0.9/0.89, 0.5/0.49, 0.1/0.09
+    assert "- induction at max_segment=4: standard leads with test accuracy 0.995" in text
+    assert "- induction at max_segment=16: standard leads with test accuracy 0.895 [0.831, 0.959] (n=2), ahead of weak at 0.095" in text
+    assert "max_segment=4 vs" not in text and "standard max_segment" not in text, "no race across difficulty points"
+    assert ("- induction: standard along max_segment (below 0.9 marks where it breaks): 0.995 (4) → 0.975 (8) → 0.895 (16): "
+            "below at 16.") in text  # fmt: skip
+    assert "- induction: weak along max_segment (below 0.9 marks where it breaks): 0.895 (4) → 0.495 (8) → 0.095 (16): below throughout." in text
+
+
+def test_the_mad_leaderboard_counts_each_task_and_setting_once(tmp_path):
+    records = [json.loads((path / "result.json").read_text()) for path in sorted(difficulty_ladder(tmp_path).iterdir())]
+    for record in records[:]:
+        twin = json.loads(json.dumps(record))
+        twin["task"] = twin["config"]["task"]["name"] = "copy"
+        twin["config_hash"] += "copy"
+        records.append(twin)
+    for record in records:
+        record["config"]["protocol"]["score"] = "mad"
+    text = write_report(write_results(tmp_path / "two_tasks", records), tmp_path / "out").read_text()
+    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) |          6 |       2 |" in text
+
+
+def test_a_test_loss_that_rises_is_said_to_rise_never_flat_nor_not_learning(tmp_path):
+    records = [result("standard", "copy", seed, 0.07) for seed in range(2)] + [result("alibi", "copy", seed, 0.5) for seed in range(2)]
+    for record in records:
+        record["curve"] = [{"step": 0, "test_loss": 2.0, "test_accuracy": 0.06}, {"step": 100, "test_loss": 6.0, "test_accuracy": 0.07}]
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    assert "- standard stays at chance on copy: test accuracy 0.070 against chance 0.062; its test loss rose (2.00 → 6.00)." in text
+    assert "flat" not in text and "alibi does not learn" not in text, "above chance, a rising loss is no failure to learn"
+
+
+def test_an_integer_option_that_some_tasks_lack_is_labelled_as_written():
+    runs = pd.DataFrame({"variant": ["standard", "standard"], "task.num_tokens_to_copy": [4.0, None]})
+    assert list(setting_labels(runs, ["task.num_tokens_to_copy"])) == ["standard task.num_tokens_to_copy=4", "standard"]

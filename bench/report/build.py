@@ -28,7 +28,7 @@ from analyses.statistics import INTERVAL_NOTE, describe
 from bench.core.measure import read_tensors
 from bench.core.results import JOBS_FILE
 from bench.report import figures
-from bench.report.difficulty import difficulty_blocks, mad_leaderboard
+from bench.report.difficulty import difficulty_blocks, difficulty_columns, mad_leaderboard, with_difficulty_point
 from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
@@ -65,8 +65,9 @@ def overview_blocks(results: Results, selection: Selection, sweep_dirs: list[Pat
         blocks.append(f"{prefix or 'The sweep'} asked for {len(expected)} jobs; {len(lost)} have no result yet.")
     blocks.append(
         f"Every table and figure below uses the same {len(selection.selected)} runs: the completed runs of each setting × task "
-        "at its learning rate chosen on the validation set. Every number is on the test set, which chose nothing."
-    )
+        f"at its {' × '.join(selection.select_on) or 'configuration'} chosen on the validation set. Every number is on the test set, "
+        "which chose nothing."
+    )  # fmt: skip
     return blocks, missing
 
 
@@ -243,7 +244,8 @@ def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, s
     selection = select_runs(results.runs, tuple(results.protocol.get("select_on") or ()))
     overview, missing = overview_blocks(results, selection, sweep_dirs)
     throughput, contention = throughput_blocks(results, selection)
-    stated = findings(selection.selected, with_identity(results.curves, selection.selected), selection.grid, selection.select_on)
+    stated = findings(with_difficulty_point(selection), with_identity(results.curves, selection.selected), selection.grid, selection.select_on,
+                      difficulty_columns(selection))  # fmt: skip
     leaderboard = mad_leaderboard(selection) if results.protocol.get("score") == "mad" else []
     sections: list[Section] = [("Leaderboard", leaderboard), ("Findings", [stated + contention] if stated or contention else []), ("Overview", overview)]
     if len(selection.selected):

@@ -15,7 +15,7 @@ import seaborn as sns
 
 from analyses import Block, Figure
 from analyses.plotting import save, variant_colour
-from analyses.statistics import INTERVAL_NOTE, describe
+from analyses.statistics import INTERVAL_NOTE, describe, seed_band
 from bench.report.tables import Selection, setting_labels
 from tasks import TASKS
 
@@ -37,6 +37,19 @@ def model_label(runs: pd.DataFrame, selection: Selection, difficulty: list[str])
     return setting_labels(runs, [column for column in selection.settings if column not in difficulty])
 
 
+def with_difficulty_point(selection: Selection) -> pd.DataFrame:
+    """The selected runs with `model` (the setting without its task's difficulty axes) and `point`
+    (where on those axes a run sits, e.g. 'seq_len=64 num_kv_pairs=16'; empty where a sweep varied
+    none), so that variants are compared only at the same point."""
+    axes = difficulty_columns(selection)
+    parts = [
+        runs.assign(model=model_label(runs, selection, axes.get(task, [])),
+                    point=setting_labels(runs.assign(no_base=""), axes.get(task, []), base="no_base", strip="task.").str.strip())
+        for task, runs in selection.selected.groupby("task")
+    ]  # fmt: skip
+    return pd.concat(parts) if parts else selection.selected.assign(model=None, point=None)
+
+
 def difficulty_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
     blocks: list[Block] = []
     for task, axes in difficulty_columns(selection).items():
@@ -45,11 +58,12 @@ def difficulty_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
         colours = {model: variant_colour(variant) for model, variant in runs[["model", "variant"]].drop_duplicates().itertuples(index=False)}
         for axis in axes:
             others = [other for other in axes if other != axis]
-            labels = runs[others].apply(lambda row: " ".join(f"{o.removeprefix('task.')}={row[o]}" for o in others), axis=1) if others else task
-            panel = runs.assign(panel=labels)
+            labels = setting_labels(runs.assign(no_base=""), others, base="no_base", strip="task.").str.strip() if others else task
+            panel = runs.assign(panel=labels).sort_values(others or axis)
             grid = sns.relplot(
-                data=panel, x=axis, y="test_accuracy", hue="model", style="model", palette=colours, col="panel",
-                col_wrap=min(4, panel["panel"].nunique()), kind="line", markers=True, errorbar=("ci", 95), height=3.0, aspect=1.2,
+                data=panel, x=axis, y="test_accuracy", hue="model", style="model", palette=colours,
+                col="panel", col_order=list(panel["panel"].unique()),
+                col_wrap=min(4, panel["panel"].nunique()), kind="line", markers=True, errorbar=seed_band, height=3.0, aspect=1.2,
             )  # fmt: skip
             grid.set(ylim=(-0.02, 1.02))
             if panel[axis].max() / max(panel[axis].min(), 1) >= 8:
@@ -72,7 +86,8 @@ def mad_leaderboard(selection: Selection) -> list[Block]:
         return []
     axes = sorted({column for columns in difficulty_columns(selection).values() for column in columns})
     runs = runs.assign(model=model_label(runs, selection, axes))
-    per_seed = runs.groupby(["model", "seed"]).agg(score=("test_accuracy", "mean"), settings=("setting", "nunique"), tasks=("task", "nunique"))
+    runs = runs.assign(task_setting=runs["task"] + " " + runs["setting"])
+    per_seed = runs.groupby(["model", "seed"]).agg(score=("test_accuracy", "mean"), settings=("task_setting", "nunique"), tasks=("task", "nunique"))
     board = (
         per_seed.reset_index()
         .groupby("model")

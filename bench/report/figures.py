@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from analyses.plotting import REFERENCE_COLOUR, by_setting, save, variant_colour
+from analyses.statistics import seed_band
 
 
 def carried_forward(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -90,7 +91,7 @@ def slice_accuracy(per_run: pd.DataFrame, path: Path) -> Path:
     """Test accuracy against each slice's value: one panel per task x slice that the task has."""
     grid = sns.relplot(
         data=per_run, x="value", y="accuracy", col="panel", col_wrap=min(3, per_run["panel"].nunique()), kind="line",
-        markers=True, errorbar=("ci", 95), facet_kws={"sharex": False}, height=2.8, aspect=1.4, **by_setting(per_run),
+        markers=True, errorbar=seed_band, facet_kws={"sharex": False}, height=2.8, aspect=1.4, **by_setting(per_run),
     )  # fmt: skip
     grid.set_titles("{col_name}")
     grid.set_axis_labels("slice value", "test accuracy")

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from analyses.statistics import describe, interval
+from bench.report.tables import option_text
 
 # A setting is "at chance" when its mean test accuracy is at most this factor of the chance level
 # (or the chance level plus AT_CHANCE_MARGIN, whichever is larger).
@@ -21,6 +22,8 @@ FLAT_LOSS = 0.05
 MAX_SEEDS = 1000
 # Means closer than this are a tie: no number of seeds makes such a difference worth stating.
 TIE = 0.001
+# Along a difficulty axis, a model "breaks" where its mean test accuracy falls below this.
+BREAK = 0.9
 
 
 def roles(selected: pd.DataFrame) -> pd.Series:
@@ -45,13 +48,18 @@ def seeds_to_resolve(difference: float, spread: float) -> int | None:
     return None
 
 
-def findings(selected: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFrame, select_on: list[str]) -> list[str]:
+def findings(selected: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFrame, select_on: list[str], axes: dict[str, list[str]]) -> list[str]:
+    """selected carries `model` and `point` (bench.report.difficulty.with_difficulty_point): models
+    are ranked against each other only at the same point of a task's difficulty axes (axes, per task)."""
     if selected.empty:
         return []
     selected = selected.assign(role=roles(selected))
     sentences: list[str] = []
     for task, runs in selected.groupby("task"):
-        sentences += task_findings(task, runs)
+        for point in runs.sort_values(axes.get(task, []))["point"].unique():  # in the axes' numeric order
+            at_point = runs[runs["point"] == point]
+            sentences += task_findings(f"{task} at {point}" if point else task, at_point.assign(setting=at_point["model"]))
+        sentences += where_it_breaks(task, runs[runs["role"] == "model"], axes.get(task, []))
     sentences += flat_or_chance(selected, curves)
     sentences += grid_sensitivity(grid, select_on)
     return sentences
@@ -98,22 +106,48 @@ def unresolved(task: str, best: str, other: str, models: pd.DataFrame) -> list[s
             f"n = {a.n} and {b.n}; {resolve}."]  # fmt: skip
 
 
+def where_it_breaks(task: str, models: pd.DataFrame, axes: list[str]) -> list[str]:
+    """Per model and difficulty axis, mean test accuracy along the axis with the other axes held
+    fixed, and the values at which it falls below BREAK."""
+    sentences = []
+    for model, runs in models.groupby("model"):
+        for axis in axes:
+            others = [other for other in axes if other != axis]
+            panels = runs.groupby(others, dropna=False) if others else [((), runs)]
+            lines = []
+            for fixed, panel in panels:
+                fixed = fixed if isinstance(fixed, tuple) else (fixed,)
+                means = panel.groupby(axis)["test_accuracy"].mean().sort_index()
+                if len(means) < 2:
+                    continue
+                broken = [option_text(value) for value, mean in means.items() if mean < BREAK]
+                verdict = ("holds throughout" if not broken else "below throughout" if len(broken) == len(means)
+                           else f"below at {', '.join(broken)}")  # fmt: skip
+                held = ", ".join(f"{other.removeprefix('task.')}={option_text(value)}" for other, value in zip(others, fixed))
+                series = " → ".join(f"{mean:.3f} ({option_text(value)})" for value, mean in means.items())
+                lines.append(f"{series}{f' at {held}' if held else ''}: {verdict}")
+            if lines:
+                sentences.append(f"{task}: {model} along {axis.removeprefix('task.')} (below {BREAK} marks where it breaks): {'; '.join(lines)}.")
+    return sentences
+
+
 def flat_or_chance(selected: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
     sentences = []
     for (setting, task), group in selected[selected["role"] != "constructed"].groupby(["setting", "task"]):
         chance = group["chance_accuracy"].mean()
         accuracy = group["test_accuracy"].mean()
         losses = curves[curves["run"].isin(group["run"])] if len(curves) and "test_loss" in curves else pd.DataFrame()
-        flat = ""
+        trend, flat = "", False
         if len(losses):
             first = losses.sort_values("step").groupby("run")["test_loss"].first()
             last = losses.sort_values("step").groupby("run")["test_loss"].last()
             drop = ((first - last) / first).mean()
-            if drop < FLAT_LOSS:
-                flat = f"; its test loss barely moved ({first.mean():.2f} → {last.mean():.2f}, flat)"
+            flat = abs(drop) < FLAT_LOSS
+            moved = "barely moved" if flat else "rose" if drop < 0 else ""
+            trend = f"; its test loss {moved} ({first.mean():.2f} → {last.mean():.2f}{', flat' if flat else ''})" if moved else ""
         if at_chance(accuracy, chance) or flat:
             state = "stays at chance" if at_chance(accuracy, chance) else "does not learn"
-            sentences.append(f"{setting} {state} on {task}: test accuracy {accuracy:.3f} against chance {chance:.3f}{flat}.")
+            sentences.append(f"{setting} {state} on {task}: test accuracy {accuracy:.3f} against chance {chance:.3f}{trend}.")
     return sentences
 
 

@@ -1,8 +1,8 @@
 """The report's speed section, from the speed suite's pytest-benchmark JSON.
 
 A report shows only speed results measured for its own variants: from the JSON given on the
-command line, or else from the sweep's own ``speed.json`` (written by ``speed=true``), never from
-a file another run left behind.
+command line, or else from the sweep's own ``speed.json`` (the speed suite's ``--benchmark-json``
+written into the sweep directory), never from a file another run left behind.
 """
 from __future__ import annotations
 

@@ -183,8 +183,13 @@ def setting_labels(runs: pd.DataFrame, settings: list[str], base: str = "variant
     labels = runs[base].astype(str)
     for column in settings:
         present = runs[column].notna()
-        labels = labels.where(~present, labels + f" {column.removeprefix(strip)}=" + runs[column].map(str))
+        labels = labels.where(~present, labels + f" {column.removeprefix(strip)}=" + runs[column].map(option_text))
     return labels
+
+
+def option_text(value: object) -> str:
+    """A config value as it was written: 4, not the 4.0 that pandas makes of an integer column with gaps."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 @dataclass
