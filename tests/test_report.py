@@ -299,3 +299,13 @@ def test_a_test_loss_that_rises_is_said_to_rise_never_flat_nor_not_learning(tmp_
 def test_an_integer_option_that_some_tasks_lack_is_labelled_as_written():
     runs = pd.DataFrame({"variant": ["standard", "standard"], "task.num_tokens_to_copy": [4.0, None]})
     assert list(setting_labels(runs, ["task.num_tokens_to_copy"])) == ["standard task.num_tokens_to_copy=4", "standard"]
+
+
+def test_over_a_difficulty_ladder_the_summary_has_a_row_per_point_and_a_column_per_model(tmp_path):
+    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text()
+    summary = text.split("## Summary")[1].split("![")[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| induction")]
+    assert [row.split("|")[2].strip() for row in rows] == ["max_segment=4", "max_segment=8", "max_segment=16"]
+    header = next(line for line in summary.splitlines() if line.startswith("| task"))
+    assert [cell.strip() for cell in header.split("|")[1:-1]] == ["task", "point", "standard", "weak"]
+    assert [cell.strip() for cell in rows[0].split("|")[3:5]] == ["0.995 [0.931, 1.000] (n=2)", "0.895 [0.831, 0.959] (n=2)"]

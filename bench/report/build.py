@@ -73,7 +73,14 @@ def overview_blocks(results: Results, selection: Selection, sweep_dirs: list[Pat
 
 def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
     selected = selection.selected.assign(role=roles(selection.selected))
-    accuracy = selected.groupby(["setting", "role", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
+    points = with_difficulty_point(selection)
+    if points["point"].ne("").any():  # a difficulty ladder: one row per task x point, one column per model
+        points = points.assign(model=points["model"].where(selected["role"] == "model", points["model"] + " (" + selected["role"] + ")"))
+        order = points.sort_values(["task", *sorted({axis for axes in difficulty_columns(selection).values() for axis in axes})])
+        accuracy = points.groupby(["task", "point", "model"], sort=False)["test_accuracy"].agg(describe).unstack("model")
+        accuracy = accuracy.reindex(pd.MultiIndex.from_frame(order[["task", "point"]].drop_duplicates())).reset_index()
+    else:
+        accuracy = selected.groupby(["setting", "role", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
     accuracy.columns.name = None
     swept_grid = (selection.grid.groupby(["setting", "task"]).size() > 1).any()
     detail = (
