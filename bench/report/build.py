@@ -28,7 +28,7 @@ from analyses.statistics import INTERVAL_NOTE, describe
 from bench.core.measure import read_tensors
 from bench.core.results import JOBS_FILE
 from bench.report import figures
-from bench.report.difficulty import difficulty_blocks, difficulty_columns, mad_leaderboard, with_difficulty_point
+from bench.report.difficulty import difficulty_blocks, difficulty_columns, mad_leaderboard, swept_axes, with_difficulty_point
 from bench.report.findings import findings, roles
 from bench.report.render import Section, html_page, markdown
 from bench.report.speed import SWEEP_SPEED_FILE, speed_blocks
@@ -76,7 +76,7 @@ def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
     points = with_difficulty_point(selection)
     if points["point"].ne("").any():  # a difficulty ladder: one row per task x point, one column per model
         points = points.assign(model=points["model"].where(selected["role"] == "model", points["model"] + " (" + selected["role"] + ")"))
-        order = points.sort_values(["task", *sorted({axis for axes in difficulty_columns(selection).values() for axis in axes})])
+        order = points.sort_values(["task", *swept_axes(selection)])
         accuracy = points.groupby(["task", "point", "model"], sort=False)["test_accuracy"].agg(describe).unstack("model")
         accuracy = accuracy.reindex(pd.MultiIndex.from_frame(order[["task", "point"]].drop_duplicates())).reset_index()
     else:

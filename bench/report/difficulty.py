@@ -32,6 +32,16 @@ def difficulty_columns(selection: Selection) -> dict[str, list[str]]:
     return axes
 
 
+def swept_axes(selection: Selection) -> list[str]:
+    """Every column that is a swept difficulty axis of some task."""
+    return sorted({column for columns in difficulty_columns(selection).values() for column in columns})
+
+
+def point_labels(runs: pd.DataFrame, axes: list[str]) -> pd.Series:
+    """Where on these axes each run sits: 'seq_len=64 num_kv_pairs=16'; empty for no axes."""
+    return setting_labels(runs.assign(no_base=""), axes, base="no_base", strip="task.").str.strip()
+
+
 def model_label(runs: pd.DataFrame, selection: Selection, difficulty: list[str]) -> pd.Series:
     """The setting without its difficulty axes: the variant plus whatever else the sweep varied."""
     return setting_labels(runs, [column for column in selection.settings if column not in difficulty])
@@ -43,8 +53,7 @@ def with_difficulty_point(selection: Selection) -> pd.DataFrame:
     none), so that variants are compared only at the same point."""
     axes = difficulty_columns(selection)
     parts = [
-        runs.assign(model=model_label(runs, selection, axes.get(task, [])),
-                    point=setting_labels(runs.assign(no_base=""), axes.get(task, []), base="no_base", strip="task.").str.strip())
+        runs.assign(model=model_label(runs, selection, axes.get(task, [])), point=point_labels(runs, axes.get(task, [])))
         for task, runs in selection.selected.groupby("task")
     ]  # fmt: skip
     return pd.concat(parts) if parts else selection.selected.assign(model=None, point=None)
@@ -58,7 +67,7 @@ def difficulty_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
         colours = {model: variant_colour(variant) for model, variant in runs[["model", "variant"]].drop_duplicates().itertuples(index=False)}
         for axis in axes:
             others = [other for other in axes if other != axis]
-            labels = setting_labels(runs.assign(no_base=""), others, base="no_base", strip="task.").str.strip() if others else task
+            labels = point_labels(runs, others) if others else task
             panel = runs.assign(panel=labels).sort_values(others or axis)
             grid = sns.relplot(
                 data=panel, x=axis, y="test_accuracy", hue="model", style="model", palette=colours,
@@ -84,8 +93,7 @@ def mad_leaderboard(selection: Selection) -> list[Block]:
     runs = selection.selected[selection.selected["trained"].ne(False) & selection.selected["control"].ne(True)]
     if runs.empty:
         return []
-    axes = sorted({column for columns in difficulty_columns(selection).values() for column in columns})
-    runs = runs.assign(model=model_label(runs, selection, axes))
+    runs = runs.assign(model=model_label(runs, selection, swept_axes(selection)))
     runs = runs.assign(task_setting=runs["task"] + " " + runs["setting"])
     per_seed = runs.groupby(["model", "seed"]).agg(score=("test_accuracy", "mean"), settings=("task_setting", "nunique"), tasks=("task", "nunique"))
     board = (
