@@ -116,6 +116,7 @@ def test_the_table_covers_at_least_fifty_bad_inputs():
     assert len(BAD_INPUTS) >= 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments", [["train.stpes=5"], ["-m", "variant=standard,nosuch", "seed=0,1"]])
 def test_the_real_command_exits_2_with_one_line_and_writes_nothing(tmp_path, arguments):
     completed = subprocess.run(

@@ -1,18 +1,17 @@
 """Configs are strict: every bad input stops before any compute with one line naming the problem."""
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bench.cli import check_command_line
-from bench.core.config import ConfigError, build_model, build_task, validate
+from bench.cli import check_command_line, job_override_lists, main
+from bench.core.config import CONF_DIR, CONFIG_NAME, ConfigError, build_model, build_task, register_configs, validate
 from tasks import TASKS
-from variants import VARIANTS
-
-REPO = Path(__file__).resolve().parent.parent
+from variants import VARIANTS, AttentionVariant
 
 
 def test_defaults_compose_and_validate(make_config):
@@ -32,6 +31,28 @@ def test_every_variant_and_task_builds(make_config, variant, task):
     validate(cfg)
     assert build_model(cfg).max_seq_len == cfg.model.max_seq_len
     assert build_task(cfg).name == task
+
+
+def test_a_variant_taken_out_of_the_registry_stops_being_a_choice():
+    def variants_a_glob_sweeps() -> set[str]:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            jobs = job_override_lists(["variant=glob(*)", "task=copy", "seed=0"], True, parser, CONFIG_NAME)
+        return {override.removeprefix("variant=") for job in jobs for override in job if override.startswith("variant=")}
+
+    class Temporary(AttentionVariant):
+        name = "taken_out_again"
+
+    try:
+        register_configs()
+        assert check_command_line(["variant=taken_out_again"], multirun=False) == 1
+        assert "taken_out_again" in variants_a_glob_sweeps()
+    finally:
+        del VARIANTS["taken_out_again"]
+        register_configs()
+    with pytest.raises(ConfigError, match="unknown variant 'taken_out_again'; allowed: "):
+        check_command_line(["variant=taken_out_again"], multirun=False)
+    assert variants_a_glob_sweeps() == set(VARIANTS)
 
 
 def test_task_options_are_config_keys(make_config):
@@ -54,10 +75,10 @@ def test_a_bad_job_in_a_sweep_is_named_before_anything_runs():
         check_command_line(["task=copy,nope"], multirun=True)
 
 
-def test_help_introduces_the_framework_with_every_variant_task_and_three_examples():
-    completed = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0
-    text = completed.stdout
+def test_help_introduces_the_framework_with_every_variant_task_and_three_examples(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench", "--help"])  # in-process; the slow tests start the real `python -m bench`
+    main()
+    text = capsys.readouterr().out
     assert text.startswith("attention-bench: train pluggable attention variants")
     for name in [*VARIANTS, *TASKS]:
         assert f"\n  {name} " in text

@@ -19,8 +19,9 @@ def test_at_chance_allows_a_margin_above_the_chance_level():
     assert at_chance(0.03, 1 / 63) and not at_chance(0.5, 1 / 63) and at_chance(0.12, 1 / 16) and not at_chance(0.2, 1 / 16)
 
 
-@pytest.fixture
-def report(tmp_path):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("findings")
     records = [result("standard", "copy", seed, accuracy) for seed, accuracy in enumerate((1.0, 0.96, 0.98))]
     records += [result("triple", "copy", seed, accuracy) for seed, accuracy in enumerate((0.97, 0.99, 0.95))]
     records += [result("sluggish", "copy", seed, 0.07) for seed in range(3)]

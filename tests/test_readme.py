@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import test_variants as contract
-from hydra.core.config_store import ConfigStore
 
 from analyses import ANALYSES
 from bench.cli import check_command_line
@@ -30,7 +29,7 @@ def block_after(marker: str) -> str:
 
 
 @contextmanager
-def registered_alone(marker: str, registry: dict, group: str) -> Iterator[str]:
+def registered_alone(marker: str, registry: dict) -> Iterator[str]:
     """The README's example under `marker`, registered for the test alone: a user's own file of the
     same name (made by following the README) steps aside while it runs and comes back after."""
     source = block_after(marker)
@@ -50,14 +49,12 @@ def registered_alone(marker: str, registry: dict, group: str) -> Iterator[str]:
             del sys.modules[path.stem]
             registry.clear()
             registry.update(saved)
-            if name not in saved:  # Hydra's store would keep offering the example as a choice
-                ConfigStore.instance().repo.get(group, {}).pop(f"{name}.yaml", None)
             register_configs()
 
 
 @pytest.fixture
 def example_variant():
-    with registered_alone("variant-example", VARIANTS, "variant") as name:
+    with registered_alone("variant-example", VARIANTS) as name:
         yield name
 
 
@@ -87,7 +84,7 @@ def test_the_example_is_selected_by_name_with_its_option(example_variant):
 
 
 def test_the_analysis_example_finds_the_copying_head_of_the_hand_coded_circuit(make_config, tmp_path):
-    with registered_alone("analysis-example", ANALYSES, "analysis") as name:
+    with registered_alone("analysis-example", ANALYSES) as name:
         cfg = make_config("variant=handcoded_induction", "task=induction")
         record = run(cfg, tmp_path, single_run=False, overrides=[])
         output = json.loads((tmp_path / ANALYSIS_DIR / f"{name}.json").read_text())

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -248,10 +249,17 @@ def difficulty_ladder(tmp_path, score="none"):
     return write_results(tmp_path / "sweep", records)
 
 
-def test_accuracy_is_drawn_against_each_swept_difficulty_axis(tmp_path):
-    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text()
+@pytest.fixture(scope="module")
+def ladder_report(tmp_path_factory) -> Path:
+    """The report of difficulty_ladder, which several tests read."""
+    directory = tmp_path_factory.mktemp("ladder")
+    return write_report(difficulty_ladder(directory), directory / "out")
+
+
+def test_accuracy_is_drawn_against_each_swept_difficulty_axis(ladder_report):
+    text = ladder_report.read_text()
     assert "## Where each attention breaks" in text and "induction: test accuracy against max_segment" in text
-    assert (tmp_path / "out" / "figures" / "difficulty_induction_max_segment.png").exists()
+    assert (ladder_report.parent / "figures" / "difficulty_induction_max_segment.png").exists()
     assert "## Leaderboard" not in text
 
 
@@ -263,8 +271,8 @@ def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected
     assert "|      2 | weak     | 0.495 [0.431, 0.559] (n=2) |          3 |       1 |" in board
 
 
-def test_variants_are_ranked_only_at_the_same_difficulty_point_and_each_gets_where_it_breaks(tmp_path):
-    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text().split("## Overview")[0]
+def test_variants_are_ranked_only_at_the_same_difficulty_point_and_each_gets_where_it_breaks(ladder_report):
+    text = ladder_report.read_text().split("## Overview")[0]
     # at the chosen lr 0.001: standard 1.0/0.99, 0.98/0.97, 0.9/0.89; weak 0.9/0.89, 0.5/0.49, 0.1/0.09
     assert "- induction at max_segment=4: standard leads with test accuracy 0.995" in text
     assert "- induction at max_segment=16: standard leads with test accuracy 0.895 [0.831, 0.959] (n=2), ahead of weak at 0.095" in text
@@ -301,8 +309,8 @@ def test_an_integer_option_that_some_tasks_lack_is_labelled_as_written():
     assert list(setting_labels(runs, ["task.num_tokens_to_copy"])) == ["standard task.num_tokens_to_copy=4", "standard"]
 
 
-def test_over_a_difficulty_ladder_the_summary_has_a_row_per_point_and_a_column_per_model(tmp_path):
-    text = write_report(difficulty_ladder(tmp_path), tmp_path / "out").read_text()
+def test_over_a_difficulty_ladder_the_summary_has_a_row_per_point_and_a_column_per_model(ladder_report):
+    text = ladder_report.read_text()
     summary = text.split("## Summary")[1].split("![")[0]
     rows = [line for line in summary.splitlines() if line.startswith("| induction")]
     assert [row.split("|")[2].strip() for row in rows] == ["max_segment=4", "max_segment=8", "max_segment=16"]

@@ -30,6 +30,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
     quick = ["+debug=tiny", "train.steps=20", "train.eval_every=10"]
     completed = subprocess.run(

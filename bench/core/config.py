@@ -171,10 +171,16 @@ def analysis_schema() -> type:
 
 
 def register_configs() -> None:
+    """Put the schemas into Hydra's ConfigStore, its variant and task groups exactly the registries:
+    a plug-in taken out of its registry stops being a choice (a sweep's glob would still expand to it)."""
     store = ConfigStore.instance()
     store.store(name="bench_schema", node=Config)
     store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
     for group, registry, skip in (("variant", variants.VARIANTS, VARIANT_ARGUMENTS), ("task", tasks.TASKS, ())):
+        stored = store.repo.get(group, {})
+        for stale in [name for name in stored if name.removesuffix(".yaml") not in registry]:
+            del stored[stale]
+            SCHEMAS.pop((group, stale.removesuffix(".yaml")), None)
         for name, plugin in registry.items():
             SCHEMAS[group, name] = schema = options_schema(plugin, skip=skip)
             store.store(group=group, name=name, node=schema)
