@@ -171,8 +171,8 @@ def analysis_schema() -> type:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore, its variant and task groups exactly the registries:
-    a plug-in taken out of its registry stops being a choice (a sweep's glob would still expand to it)."""
+    """Put the schemas into Hydra's ConfigStore, its variant and task groups matching the registries
+    exactly: a plug-in taken out of its registry stops being a choice, and no sweep's glob expands to it."""
     store = ConfigStore.instance()
     store.store(name="bench_schema", node=Config)
     store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
