@@ -71,9 +71,9 @@ def overview_blocks(results: Results, selection: Selection, sweep_dirs: list[Pat
     return blocks, missing
 
 
-def summary_blocks(selection: Selection, figure_dir: Path) -> list[Block]:
+def summary_blocks(selection: Selection, points: pd.DataFrame, figure_dir: Path) -> list[Block]:
+    """points: the selected runs with their model and difficulty point (with_difficulty_point)."""
     selected = selection.selected.assign(role=roles(selection.selected))
-    points = with_difficulty_point(selection)
     if points["point"].ne("").any():  # a difficulty ladder: one row per task x point, one column per model
         points = points.assign(model=points["model"].where(selected["role"] == "model", points["model"] + " (" + selected["role"] + ")"))
         order = points.sort_values(["task", *swept_axes(selection)])
@@ -251,12 +251,12 @@ def build_sections(results: Results, sweep_dirs: list[Path], figure_dir: Path, s
     selection = select_runs(results.runs, tuple(results.protocol.get("select_on") or ()))
     overview, missing = overview_blocks(results, selection, sweep_dirs)
     throughput, contention = throughput_blocks(results, selection)
-    stated = findings(with_difficulty_point(selection), with_identity(results.curves, selection.selected), selection.grid, selection.select_on,
-                      difficulty_columns(selection))  # fmt: skip
+    points = with_difficulty_point(selection)
+    stated = findings(points, with_identity(results.curves, selection.selected), selection.grid, selection.select_on, difficulty_columns(selection))
     leaderboard = mad_leaderboard(selection) if results.protocol.get("score") == "mad" else []
     sections: list[Section] = [("Leaderboard", leaderboard), ("Findings", [stated + contention] if stated or contention else []), ("Overview", overview)]
     if len(selection.selected):
-        sections.append(("Summary", summary_blocks(selection, figure_dir)))
+        sections.append(("Summary", summary_blocks(selection, points, figure_dir)))
         sections.append(("Where each attention breaks", difficulty_blocks(selection, figure_dir)))
         sections.append(("Throughput", throughput))
         sections.append(("Learning curves", curve_blocks(results, selection, figure_dir)))

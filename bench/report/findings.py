@@ -116,7 +116,6 @@ def where_it_breaks(task: str, models: pd.DataFrame, axes: list[str]) -> list[st
             panels = runs.groupby(others, dropna=False) if others else [((), runs)]
             lines = []
             for fixed, panel in panels:
-                fixed = fixed if isinstance(fixed, tuple) else (fixed,)
                 means = panel.groupby(axis)["test_accuracy"].mean().sort_index()
                 if len(means) < 2:
                     continue
