@@ -1,10 +1,7 @@
 """Analyses of trained runs, one per file. Importing this package registers every analysis in it."""
-import importlib
-import pkgutil
-
 from analyses.base import ANALYSES, Analysis, Block, Figure, Measurement, SectionData, TrainedRun
+from plugin import import_plugins
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["ANALYSES", "Analysis", "Block", "Figure", "Measurement", "SectionData", "TrainedRun"]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import torch
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import save
+from plugin.plotting import pyplot, save
 from plugin import Range
 
 
@@ -55,6 +54,7 @@ class AttentionExample(Analysis):
 
 def heatmaps(weights: torch.Tensor, title: str, path):
     """A panel per head, with position ticks and one shared colour bar."""
+    plt = pyplot()
     n_layers, n_heads, length = weights.shape[0], weights.shape[1], weights.shape[-1]
     figure, axes = plt.subplots(n_layers, n_heads, figsize=(2.4 * n_heads + 0.8, 2.3 * n_layers), squeeze=False, constrained_layout=True)
     ticks = list(range(0, length, max(1, length // 4)))

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import matplotlib.pyplot as plt
-from matplotlib.colors import TwoSlopeNorm
 import pandas as pd
 import torch
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import save
-from analyses.statistics import INTERVAL_NOTE, describe
+from plugin.plotting import pyplot, save
+from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
 
 MODES = ("K", "Q", "V")
@@ -137,8 +135,11 @@ def verdicts(table: pd.DataFrame) -> list[str]:
 
 
 def heatmaps(rows: pd.DataFrame, title: str, path):
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(MODES), figsize=(3.6 * len(MODES), 3.2), squeeze=False, constrained_layout=True)
     baseline = rows["baseline_mean"].iloc[0]
+    from matplotlib.colors import TwoSlopeNorm  # loaded with the figure, not the module
+
     norm = TwoSlopeNorm(vmin=0, vcenter=baseline, vmax=max(rows["score"].max(), 2 * baseline))
     image = None
     for axis, mode in zip(axes[0], MODES):

@@ -37,16 +37,14 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import save, variant_colour
-from analyses.statistics import INTERVAL_NOTE, describe
+from plugin.plotting import pyplot, save, seaborn, variant_colour
+from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
 from tasks.modular_addition import ModularAddition
 
@@ -206,6 +204,7 @@ def run_summary(embedding: pd.DataFrame, neurons: pd.DataFrame) -> pd.DataFrame:
 
 
 def norm_figure(embedding: pd.DataFrame, examples: pd.DataFrame, path):
+    plt = pyplot()
     figure, axes = plt.subplots(len(examples), 1, figsize=(8, 1.9 * len(examples) + 0.4), squeeze=False, constrained_layout=True)
     for axis, example in zip(axes[:, 0], examples.itertuples()):
         run = embedding[embedding["run"] == example.run].sort_values("frequency")
@@ -220,6 +219,7 @@ def norm_figure(embedding: pd.DataFrame, examples: pd.DataFrame, path):
 
 
 def neuron_figure(neurons: pd.DataFrame, examples: pd.DataFrame, path):
+    plt, sns = pyplot(), seaborn()
     figure, axes = plt.subplots(len(examples), 1, figsize=(8, 1.9 * len(examples) + 0.4), squeeze=False, constrained_layout=True)
     for axis, example in zip(axes[:, 0], examples.itertuples()):
         run = neurons[(neurons["run"] == example.run)].dropna(subset=["explained"])

@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import bars_with_points
-from analyses.statistics import INTERVAL_NOTE, describe
+from plugin.plotting import bars_with_points
+from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
 
 PATTERNS = ("previous_token", "duplicate_token", "induction")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import seaborn as sns
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import by_setting, save
-from analyses.statistics import INTERVAL_NOTE, describe, seed_band
+from plugin.plotting import by_setting, save, seaborn
+from plugin.statistics import INTERVAL_NOTE, describe, seed_band
 from plugin import Range
 from tasks import TASKS
 
@@ -59,6 +58,7 @@ class LengthGeneralisation(Analysis):
         return Measurement(rows)
 
     def section(self, data: SectionData) -> list[Block]:
+        sns = seaborn()
         rows = data.rows
         grid = sns.relplot(
             data=rows, x="length", y="accuracy", col="task", kind="line", markers=True, errorbar=seed_band,

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 
 import variants.triple as triple
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import save
+from plugin.plotting import pyplot, save, seaborn
 
 MAGNITUDES = (1.0, 5.0, 10.0, 50.0, 100.0)  # the seed's
 LEAK = 0.1  # the part of q in every loud key, as in the seed
@@ -70,6 +68,7 @@ class LoudMismatch(Analysis):
 
 def plot(table: pd.DataFrame, path):
     """Dot-product and Gram scores of loud keys against their magnitude, the true match dotted."""
+    plt, sns = pyplot(), seaborn()
     loud = table[table["key"] == "loud mismatch"].melt(
         id_vars="magnitude", value_vars=["dot_product", "gram_score"], var_name="score", value_name="value"
     )

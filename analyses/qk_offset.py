@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from analyses.plotting import save
-from analyses.statistics import INTERVAL_NOTE, describe
+from plugin.plotting import pyplot, save
+from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
 
 MATRICES = {
@@ -115,6 +114,7 @@ class QKOffset(Analysis):
 
 
 def similarity_figure(tensors: dict[str, Tensor], title: str, path):
+    plt = pyplot()
     heads = tensors["q_pre"].shape[0]
     figure, axes = plt.subplots(heads, len(MATRICES), figsize=(2.6 * len(MATRICES) + 0.8, 2.4 * heads), squeeze=False, constrained_layout=True)
     image = None

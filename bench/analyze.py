@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from analyses import ANALYSES
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench import first_line
+from bench.core.config import build_model, build_task, compose_config
 from bench.core.measure import WEIGHTS_FILE, load_weights, run_analyses
 from bench.core.results import RESULT_FILE, read_result
 from bench.report import write_report
@@ -26,8 +26,7 @@ from bench.report import write_report
 def recorded_config(record: dict) -> DictConfig:
     """A run's recorded config over today's defaults for its variant and task (so that analyses
     registered since the run get their default options)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        defaults = compose(CONFIG_NAME, overrides=[f"variant={record['variant']}", f"task={record['task']}"])
+    defaults = compose_config([f"variant={record['variant']}", f"task={record['task']}"])
     return OmegaConf.merge(defaults, record["config"])
 
 
@@ -48,10 +47,6 @@ def analyze_run(job_dir: Path, names: list[str]) -> dict[str, str] | str:
     except Exception as error:  # a damaged weights file or a config today's code refuses: this run only
         return f"cannot be rebuilt from its record and weights ({type(error).__name__}: {first_line(error)})"
     return run_analyses(model, build_task(cfg), cfg, device, job_dir, names)
-
-
-def first_line(error: BaseException) -> str:
-    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def parse_names(arguments: list[str]) -> list[str]:

@@ -7,36 +7,27 @@ any job trains or writes a result. A sweep is any command that Hydra runs in mul
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
+import itertools
 import re
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-import analyses
-import tasks
-import variants
-from bench.core.config import CONF_DIR, CONFIG_NAME, ConfigError, validate
-from bench.core.job import main as run_hydra_app
+from bench import CONF_DIR, CONFIG_NAME, ConfigError, first_line
+from plugin.compat import BASIC_SWEEPER_TARGET, hydra_argument_parser
 
 GROUPS = ("variant", "task")
 # Config groups outside the defaults list, added with +group=name (e.g. +experiment=mqar, +debug=tiny).
 ADDABLE_GROUPS = ("experiment", "debug")
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of an error, following its cause where it says more."""
-    cause = error.__cause__ or error
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return lines[0] if lines else type(cause).__name__
 
 
 def parse(parser: OverridesParser, overrides: list[str]) -> list:
@@ -74,10 +65,26 @@ def job_override_lists(overrides: list[str], multirun: bool, parser: OverridesPa
                 raise ConfigError(f"'{override.input_line}' is a sweep; add -m (--multirun) to run one job per value")
         return [job_overrides]
     hydra = hydra_config([o.input_line for o in parsed if o.is_hydra_override() or o.key_or_group in ADDABLE_GROUPS], parser, config_name)
-    if hydra.sweeper._target_ != BASIC_SWEEPER:
+    if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET:
         return None
     sweep_params = [f"{key}={value}" for key, value in hydra.sweeper.get("params", {}).items()]
-    return BasicSweeper.split_arguments(parse(parser, sweep_params + job_overrides), None)[0]
+    return expand_sweep(parse(parser, sweep_params + job_overrides))
+
+
+def expand_sweep(overrides: list[Override]) -> list[list[str]]:
+    """Every job of a sweep, as Hydra's basic sweeper expands it: the product of each override's values
+    (a glob over a config group listed by the parser's config loader), a later override of a key
+    replacing an earlier one."""
+    by_key: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ConfigError(f"'{override.input_line}' is a {override.value_type.name} sweep, which the basic sweeper cannot expand; list the values")
+            by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            by_key[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*by_key.values())]
 
 
 def check_job(overrides: list[str], parser: OverridesParser, config_name: str) -> None:
@@ -107,6 +114,8 @@ def check_job(overrides: list[str], parser: OverridesParser, config_name: str) -
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as error:  # an interpolation that cannot resolve, e.g. ${oc.env:HOME} for a number
         raise ConfigError(f"cannot resolve the config of '{' '.join(overrides)}': {first_line(error)}") from error
+    from bench.core.config import validate  # torch: not for --help
+
     validate(cfg)
 
 
@@ -170,15 +179,15 @@ def sweep_job_names(config: DictConfig) -> list[str] | None:
     """The directory names (as hydra.job.override_dirname makes them) of the jobs that a running
     sweep's config asks for, expanded with today's registry; None where that is not knowable."""
     hydra = config.hydra
-    if hydra.sweeper._target_ != BASIC_SWEEPER or OmegaConf.to_container(hydra.sweep).get("subdir") != "${hydra.job.override_dirname}":
+    if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET or OmegaConf.to_container(hydra.sweep).get("subdir") != "${hydra.job.override_dirname}":
         return None
-    parser = OverridesParser.create(config_loader=ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR))))
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # the running sweep's
     sweep_params = [f"{key}={value}" for key, value in hydra.sweeper.get("params", {}).items()]
     excluded = set(hydra.job.config.override_dirname.exclude_keys)
     try:
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(sweep_params + list(hydra.overrides.task)), None)[0]
+        jobs = expand_sweep(parser.parse_overrides(sweep_params + list(hydra.overrides.task)))
         return [",".join(sorted(o.input_line for o in parser.parse_overrides(job) if o.key_or_group not in excluded)) for job in jobs]
-    except HydraException:
+    except (HydraException, ConfigError):
         return None
 
 
@@ -194,6 +203,25 @@ def first_sentence(text: str | None, width: int = 100) -> str:
     return sentence if len(sentence) <= width else sentence[: width - 1].rsplit(" ", 1)[0] + "…"
 
 
+def listed_plugins(package: str, attribute: str = "") -> dict[str, str]:
+    """The plug-ins a package's files define, read from the source without importing it (importing
+    torch alone takes longer than --help may): each class's `name`, with the first sentence of its
+    module's docstring, or with its own `attribute` (an analysis's title)."""
+    spec = importlib.util.find_spec(package)
+    listed = {}
+    for path in sorted(Path(spec.submodule_search_locations[0]).glob("*.py")):
+        try:
+            module = ast.parse(path.read_text())
+        except (OSError, SyntaxError):
+            continue  # a file that cannot be read: the command that imports it names it
+        for cls in (node for node in module.body if isinstance(node, ast.ClassDef)):
+            constants = {target.id: node.value.value for node in cls.body if isinstance(node, ast.Assign)
+                         for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}  # fmt: skip
+            if isinstance(constants.get("name"), str):
+                listed[constants["name"]] = str(constants.get(attribute)) if attribute else first_sentence(ast.get_docstring(module))
+    return listed
+
+
 def introduction() -> str:
     """What `python -m bench --help` prints: what this is, what it can run, and how."""
     def listing(title: str, entries: dict[str, str]) -> list[str]:
@@ -206,11 +234,11 @@ def introduction() -> str:
         "sweeps, and report which attention wins where, and why (accuracy with intervals over seeds, analyses, speed).",
         "",
         "usage: python -m bench [-m] [+experiment=<name>] [key=value ...]",
-        *listing("variants (variant=<name>; options variant.<option>=...):", {n: first_sentence(sys.modules[v.__module__].__doc__) for n, v in variants.VARIANTS.items()}),
-        *listing("tasks (task=<name>; options task.<option>=...):", {n: first_sentence(sys.modules[t.__module__].__doc__) for n, t in tasks.TASKS.items()}),
+        *listing("variants (variant=<name>; options variant.<option>=...):", listed_plugins("variants")),
+        *listing("tasks (task=<name>; options task.<option>=...):", listed_plugins("tasks")),
         *(listing("experiments (python -m bench -m +experiment=<name>):", experiments) if experiments else []),
         *listing("analyses (run after every job; again with python -m bench.analyze <sweep_dir> analysis=<name>):",
-                 {n: a.title for n, a in analyses.ANALYSES.items()}),
+                 listed_plugins("analyses", "title")),
         "",
         "examples:",
         "  python -m bench task=induction                                   one run; prints where its result is",
@@ -223,10 +251,14 @@ def introduction() -> str:
 
 
 def main() -> None:
-    args = get_args_parser().parse_args()
+    args = hydra_argument_parser().parse_args()
     if args.help:
         print(introduction())
         return
+    from bench.core.config import register_configs  # torch and the plug-ins load only past --help
+    from bench.core.job import main as run_hydra_app
+
+    register_configs()
     if not (args.hydra_help or args.info or args.shell_completion):
         try:
             check_command_line(args.overrides, args.multirun, args.config_name or CONFIG_NAME)

@@ -16,6 +16,8 @@ its FLOPs and its memory, for every registered variant and a raw-SDPA reference.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from plugin.compat import cpu_memory_events
 from variants import VARIANTS
 from variants.base import AttentionVariant
 from variants.dot_product import DotProductAttention
@@ -106,10 +109,9 @@ def peak_allocated_bytes(run: Callable[[], None]) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         run()
     level = peak = 0
-    for event in profiler.profiler.kineto_results.events():  # in the order they happened
-        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU:
-            level += event.nbytes()  # negative for a free
-            peak = max(peak, level)
+    for change in cpu_memory_events(profiler):  # in the order they happened; negative for a free
+        level += change
+        peak = max(peak, level)
     return peak
 
 
@@ -138,3 +140,16 @@ def matmul_workload(size: int, device: torch.device) -> tuple[Callable[[], None]
         synchronize(device)
 
     return run, 2 * size**3
+
+
+def paired_medians(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[float, float]:
+    """Median seconds of two workloads timed in alternation, after one warm-up call of each: load
+    that comes and goes on a shared machine falls on both alike, so their ratio stays fair."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for run, samples in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])

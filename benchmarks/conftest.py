@@ -10,6 +10,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("speed suite")
     group.addoption("--speed-lengths", default=DEFAULT_LENGTHS, help=f"sequence lengths T to time (default {DEFAULT_LENGTHS})")
     group.addoption("--speed-device", default="cpu", help="device to time on: cpu (default), cuda, cuda:<index>")
+    group.addoption("--speed-ratio-length", type=int, default=None, help="T at which to check the README's time ratios (2048 as stated; unset: not checked)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -25,6 +26,14 @@ def device(request: pytest.FixtureRequest):
     import torch
 
     return torch.device(request.config.getoption("--speed-device"))
+
+
+@pytest.fixture(scope="session")
+def ratio_length(request: pytest.FixtureRequest) -> int:
+    length = request.config.getoption("--speed-ratio-length")
+    if length is None:
+        pytest.skip("time ratios are checked only with --speed-ratio-length=<T> (2048 as the README states them)")
+    return length
 
 
 @pytest.fixture

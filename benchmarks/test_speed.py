@@ -14,11 +14,10 @@ import time
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench.core.config import build_model, build_task, compose_config
 from bench.speed import (
-    N_HEADS, D_MODEL, REFERENCE, attention_layer, batch_size, count_flops, matmul_workload, memory_bytes, synchronize, workload,
+    N_HEADS, D_MODEL, REFERENCE, attention_layer, batch_size, count_flops, matmul_workload, memory_bytes, paired_medians, synchronize,
+    workload,
 )  # fmt: skip
 from bench.core.train import make_optimizer, train_step
 from variants import VARIANTS
@@ -29,6 +28,8 @@ MAX_STANDARD_VS_SDPA = 1.15
 # dot-product attention with a bias, a mask or normalised queries and keys, in the same fused kernel
 FUSED_WITH_A_BIAS_OR_MASK, MAX_FUSED_VS_SDPA = ("alibi", "nope", "qk_norm", "sliding_window"), 1.3
 MAX_SIMPLICIAL_VS_STANDARD = 3.0
+MAX_TRIPLE_VS_STANDARD, MAX_TRIPLE_VS_STANDARD_MEMORY = 2.5, 3.0
+MAX_SHARE_OF_CEILING = 1.3
 
 
 def timed(benchmark, medians: dict, key: tuple, run, **extra_info) -> None:
@@ -49,6 +50,7 @@ def test_matmul_ceiling(benchmark, medians, device):
     timed(benchmark, medians, ("matmul",), run, mode="matmul", flops=flops)
     if ("matmul",) in medians:
         medians["ceiling_gflops_per_s"] = benchmark.extra_info["gflops_per_s"] = flops / medians[("matmul",)] / 1e9
+        assert 0 < medians["ceiling_gflops_per_s"] < float("inf")
 
 
 @pytest.mark.parametrize("variant", [REFERENCE, *sorted(VARIANTS)])
@@ -70,13 +72,15 @@ def test_attention_layer(benchmark, medians, device, variant, seq_len, mode):
             benchmark.extra_info["vs_sdpa"] = median / medians[(REFERENCE, mode, seq_len)]
         if "ceiling_gflops_per_s" in medians:
             benchmark.extra_info["of_ceiling"] = benchmark.extra_info["gflops_per_s"] / medians["ceiling_gflops_per_s"]
+            # no layer outruns a plain matmul by much: a share far above 1 means its FLOPs are over-counted
+            assert benchmark.extra_info["of_ceiling"] <= MAX_SHARE_OF_CEILING
+    assert flops > 0 and info["peak_memory_bytes"] > 0
 
 
 @pytest.mark.benchmark(group="train step")
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_training_step(benchmark, medians, device, variant):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=[f"variant={variant}", "task=induction", f"device={device}", *VARIANTS[variant].required_config])
+    cfg = compose_config([f"variant={variant}", "task=induction", f"device={device}", *VARIANTS[variant].required_config])
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     optimizer, scheduler = make_optimizer(model, cfg.train)
@@ -90,28 +94,32 @@ def test_training_step(benchmark, medians, device, variant):
           T=cfg.task.seq_len, batch=cfg.train.batch_size)  # fmt: skip
     if (variant, "train_step") in medians:
         benchmark.extra_info["tokens_per_s"] = cfg.train.batch_size * cfg.task.seq_len / medians[(variant, "train_step")]
+    assert all(parameter.isfinite().all() for parameter in model.parameters()), "the timed steps trained without diverging"
 
 
-def forward_backward_ratio(medians: dict, variant: str, reference: str, seq_len: int) -> float:
-    """variant's median forward + backward time over reference's, both timed in this run at seq_len."""
-    keys = [(variant, "forward_backward", seq_len), (reference, "forward_backward", seq_len)]
-    if not all(key in medians for key in keys):
-        pytest.skip(f"needs {variant} and {reference} timed at T={seq_len} in this run")
-    ratio = medians[keys[0]] / medians[keys[1]]
-    print(f"{variant} / {reference} forward+backward at T={seq_len}: {ratio:.3f}")
-    return ratio
+# The README's ratio claims, each checked by timing both sides in alternation within one test, so a
+# check depends on no other test and on no order; CI runs them at one short length
+# (--speed-ratio-length, default 2048 as the README states them).
+RATIO_CLAIMS = [
+    ("standard", REFERENCE, MAX_STANDARD_VS_SDPA),
+    *((variant, REFERENCE, MAX_FUSED_VS_SDPA) for variant in FUSED_WITH_A_BIAS_OR_MASK),
+    ("simplicial", "standard", MAX_SIMPLICIAL_VS_STANDARD),
+    ("triple", "standard", MAX_TRIPLE_VS_STANDARD),
+]
+RATIO_ROUNDS = 7
+# Room for a shared machine: a claim holds if the measured ratio is within 10% of it.
+RATIO_TOLERANCE = 1.1
 
 
-@pytest.mark.parametrize("seq_len_target", [512, 2048])
-def test_standard_is_within_115_percent_of_raw_sdpa(medians, seq_len_target):
-    assert forward_backward_ratio(medians, "standard", REFERENCE, seq_len_target) <= MAX_STANDARD_VS_SDPA
+@pytest.mark.parametrize(("variant", "reference", "claim"), RATIO_CLAIMS, ids=[f"{v}_vs_{r}" for v, r, _ in RATIO_CLAIMS])
+def test_forward_backward_time_ratio_holds(device, ratio_length, variant, reference, claim):
+    runs = [workload(attention_layer(name, ratio_length, device), ratio_length, "forward_backward", device) for name in (variant, reference)]
+    mine, theirs = paired_medians(*runs, rounds=RATIO_ROUNDS)
+    print(f"{variant} / {reference} forward+backward at T={ratio_length}: {mine / theirs:.3f} (claim <= {claim})")
+    assert mine / theirs <= claim * RATIO_TOLERANCE
 
 
-@pytest.mark.parametrize("variant", FUSED_WITH_A_BIAS_OR_MASK)
-def test_fused_variants_are_within_130_percent_of_raw_sdpa_at_2048(medians, variant):
-    assert forward_backward_ratio(medians, variant, REFERENCE, 2048) <= MAX_FUSED_VS_SDPA
-
-
-def test_simplicial_is_within_3x_of_standard_at_2048(medians):
-    # at its default windows; at T = 512 a query's w1 w2 pairs are as many as causal attention's T / 2 keys
-    assert forward_backward_ratio(medians, "simplicial", "standard", 2048) <= MAX_SIMPLICIAL_VS_STANDARD
+def test_triple_peak_memory_is_within_3x_of_standard(device):
+    """Peak bytes of one forward + backward at T = 1024: counted, not timed, so it holds on any machine."""
+    triple, standard = (memory_bytes(attention_layer(name, 1024, device), 1024, "forward_backward", device) for name in ("triple", "standard"))
+    assert 0 < triple <= MAX_TRIPLE_VS_STANDARD_MEMORY * standard

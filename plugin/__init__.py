@@ -6,8 +6,16 @@ is checked by the config validation, so no plug-in writes its own range check.
 """
 from __future__ import annotations
 
+import importlib
+import logging
 import math
+import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+# Plug-in modules that failed to import, by module name: the error, in one line.
+BROKEN: dict[str, str] = {}
 
 
 def register(registry: dict[str, type], kind: str, cls: type) -> None:
@@ -16,6 +24,18 @@ def register(registry: dict[str, type], kind: str, cls: type) -> None:
         if cls.name in registry:
             raise TypeError(f"{kind} name '{cls.name}' is registered twice")
         registry[cls.name] = cls
+
+
+def import_plugins(package: str, path: Iterable[str]) -> None:
+    """Import every module of a plug-in package (which registers what it defines). A module that
+    fails to import is named in one line, recorded in BROKEN and left out; the others keep working."""
+    for module in pkgutil.iter_modules(path):
+        name = f"{package}.{module.name}"
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # any error in a user's file: that plug-in is out, the command goes on
+            BROKEN[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            log.warning("plug-in %s could not be imported and is left out (%s)", name, BROKEN[name])
 
 
 @dataclass(frozen=True)

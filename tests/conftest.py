@@ -5,11 +5,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from bench.core.config import CONF_DIR, CONFIG_NAME
+from bench.core.config import compose_config, register_configs
 from variants import VARIANTS
+
+# A command registers the configs when it starts; the tests compose them directly, so register once here.
+register_configs()
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,8 +36,7 @@ def make_config():
     """Compose the project's config with overrides, as `python -m bench <overrides>` would."""
 
     def make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(CONFIG_NAME, overrides=list(overrides))
+        return compose_config(overrides)
 
     return make
 

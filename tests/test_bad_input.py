@@ -16,7 +16,7 @@ from variants import VARIANTS
 
 REPO = Path(__file__).resolve().parent.parent
 # Task choices that are a registered task with some options set (conf/task/<name>.yaml, e.g. copy_variable)
-TASK_PRESETS = [path.stem for path in (REPO / "conf" / "task").glob("*.yaml")]
+TASK_PRESETS = [path.stem for path in (REPO / "bench" / "conf" / "task").glob("*.yaml")]
 
 BAD_INPUTS = [
     # names: unknown groups, keys and additions

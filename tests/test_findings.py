@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from bench.report.build import write_report
-from bench.report.findings import at_chance, seeds_to_resolve
+from bench.report.protocol import at_chance, seeds_to_resolve
 from test_report import result, write_results
 
 

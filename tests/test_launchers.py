@@ -1,9 +1,15 @@
 """Real sweeps through `python -m bench -m` in a subprocess: killed and resumed, run two jobs at
-a time with joblib, and through submitit (the SLURM code path) on this machine."""
+a time with joblib, and through submitit (the SLURM code path) on this machine; a progress bar
+where jobs run in the launching process, none in workers; the default launcher on Hydra's public
+API."""
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,11 +19,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+import hydra_plugins.bench_launcher.surviving_launcher as surviving_launcher
 from bench.core.config import CONF_DIR, CONFIG_NAME
-from bench.report.tables import load_results
+from bench.core.job import LAUNCHING_PROCESS_VARIABLE, mark_launching_process, runs_in_launching_process
+from bench.report.records import load_results
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["variant=standard", "+debug=tiny", "train.eval_every=10"]
+PROGRESS_BAR = re.compile(r"copy: +\d+%\|")  # tqdm's bar for the task copy
 
 
 def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
@@ -69,8 +78,9 @@ def test_a_sweep_killed_part_way_completes_when_run_again(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_sharing_the_cores(tmp_path):
-    run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0,1", "train.steps=60", "train.target_accuracy=null",
-              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
+    completed = run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0,1", "train.steps=60", "train.target_accuracy=null",
+                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
+    assert not PROGRESS_BAR.search(completed.stderr), "two workers' bars would garble each other"
     jobs = list(records(tmp_path / "sweep").values())
     assert [r["status"] for r in jobs] == ["completed", "completed"]
     assert all(r["num_threads"] == max(1, (os.cpu_count() or 1) // 2) for r in jobs)
@@ -107,3 +117,26 @@ def test_the_slurm_launcher_config_is_ready():
                            return_hydra_config=True).hydra.launcher  # fmt: skip
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert launcher.cpus_per_task == 4 and launcher.timeout_min == 120
+
+
+@pytest.mark.slow
+def test_the_default_sweep_shows_a_progress_bar(tmp_path):
+    completed = run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0", "train.steps=20", "train.target_accuracy=null")
+    assert PROGRESS_BAR.search(completed.stderr), completed.stderr
+
+
+def test_a_job_knows_whether_it_runs_in_the_process_that_launched_the_sweep(monkeypatch):
+    monkeypatch.delenv(LAUNCHING_PROCESS_VARIABLE, raising=False)  # restored after the test
+    assert runs_in_launching_process(), "nothing marked: no launcher started this process as a worker"
+    mark_launching_process()
+    assert runs_in_launching_process(), "the launching process runs its jobs itself (basic or surviving launcher)"
+    with multiprocessing.get_context("fork").Pool(1) as workers:  # a worker inherits the mark, as joblib's and submitit's do
+        assert workers.apply(runs_in_launching_process) is False
+
+
+def test_the_default_launcher_uses_only_hydras_public_api():
+    tree = ast.parse(inspect.getsource(surviving_launcher))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not [name for name in imported if "._" in name], "a private module"
+    assert all("._" not in cls.__module__ for cls in surviving_launcher.SurvivingLauncher.__mro__), "a private base class"

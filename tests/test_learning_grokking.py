@@ -11,7 +11,7 @@ import pytest
 
 from bench.core.job import run
 from bench.core.measure import ANALYSIS_DIR
-from bench.report.tables import steps_to_grok
+from bench.report.records import steps_to_grok
 
 pytestmark = pytest.mark.slow
 

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 import variants.triple as triple
 from analyses.loud_mismatch import MAGNITUDES, loud_mismatch_table
-from bench.experiments.loud_mismatch import main
 
 
 def test_the_table_matches_the_seed():
@@ -25,15 +23,3 @@ def test_the_table_matches_the_seed():
 def test_the_table_comes_from_the_variants_scoring_function(monkeypatch):
     monkeypatch.setattr(triple, "gram_scores", lambda q, k, r: 2 * (q @ k.T))
     assert loud_mismatch_table().gram_score.tolist() == pytest.approx([math.sqrt(2)] + [0.2] * len(MAGNITUDES))
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".md"])
-def test_the_command_writes_csv_or_markdown(tmp_path, suffix):
-    path = tmp_path / "out" / f"loud{suffix}"
-    main(["--out", str(path)])
-    if suffix == ".csv":
-        pd.testing.assert_frame_equal(pd.read_csv(path), loud_mismatch_table())
-    else:
-        header, _, *rows = path.read_text().splitlines()
-        assert [cell.strip() for cell in header.strip("|").split("|")] == ["key", "magnitude", "dot_product", "gram_score"]
-        assert len(rows) == 1 + len(MAGNITUDES) and "-10000.0000" in rows[-1]

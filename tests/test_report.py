@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyses.statistics import describe, interval
+from plugin.statistics import describe, interval
 from bench.report.__main__ import main
 from bench.report.build import write_report
 from bench.report.figures import carried_forward
-from bench.report.tables import load_results, select_runs, setting_labels, swept_settings
+from bench.report.protocol import select_runs, setting_labels, swept_settings
+from bench.report.records import load_results
 
 
 def result(variant, task, seed, test, status="completed", lr=0.003, validation=None, **extra):
@@ -215,23 +216,34 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
 
 
 def test_steps_to_grok_is_the_first_step_from_which_test_accuracy_holds():
-    from bench.report.tables import steps_to_grok
+    from bench.report.records import steps_to_grok
 
     curve = [{"step": s, "test_accuracy": a} for s, a in ((0, 0.0), (100, 0.96), (200, 0.5), (300, 0.95), (400, 0.99))]
     assert steps_to_grok(curve) == 300, "100 reached it but did not hold"
     assert steps_to_grok(curve[:3]) is None and steps_to_grok([]) is None
 
 
-def test_a_finite_training_set_gets_grokking_curves_and_steps_to_grok(tmp_path):
+def memorising_runs(early_stop: float | None) -> list[dict]:
     records = []
     for seed, late in ((0, 300), (1, 500)):
         record = result("standard", "modular", seed, 0.99, train_set_size=3830)
+        record["config"]["train"]["target_accuracy"] = early_stop
         record["curve"] = [{"step": s, "train_accuracy": min(1.0, s / 100), "test_accuracy": 0.99 if s >= late else 0.01,
                             "train_loss": 1 / (s + 1), "test_loss": 0.1 if s >= late else 5.0} for s in range(0, 700, 100)]  # fmt: skip
         records.append(record)
-    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    return records
+
+
+def test_a_finite_training_set_trained_past_memorising_gets_grokking_curves_and_steps_to_grok(tmp_path):
+    text = write_report(write_results(tmp_path / "sweep", memorising_runs(early_stop=None)), tmp_path / "out").read_text()
     assert "train (dashed) and test (solid) accuracy and loss" in text and (tmp_path / "out" / "figures" / "grokking.png").exists()
     assert "| standard  | modular |             3830 | 400 [0, 1671] (n=2), grokked 2/2 |" in text
+
+
+def test_a_finite_pool_with_an_early_stop_gets_no_grokking_table(tmp_path):
+    """Defect 3 of issue 23: MAD's finite pools, stopped at the target, printed 'grokked 0/2'."""
+    text = write_report(write_results(tmp_path / "sweep", memorising_runs(early_stop=0.99)), tmp_path / "out").read_text()
+    assert "Grokking" not in text and "grokked" not in text
 
 
 def difficulty_ladder(tmp_path, score="none"):
@@ -267,8 +279,8 @@ def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected
     text = write_report(difficulty_ladder(tmp_path, score="mad"), tmp_path / "out").read_text()
     board = text.split("## Leaderboard")[1].split("## Findings")[0]
     # standard: seed 0 mean(1.0, 0.98, 0.9) = 0.96, seed 1 0.95; weak: 0.5 and 0.49 (the lr 0.001 runs are chosen)
-    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) |          3 |       1 |" in board
-    assert "|      2 | weak     | 0.495 [0.431, 0.559] (n=2) |          3 |       1 |" in board
+    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) | 2/2            | 3/3        |" in board
+    assert "|      2 | weak     | 0.495 [0.431, 0.559] (n=2) | 2/2            | 3/3        |" in board
 
 
 def test_variants_are_ranked_only_at_the_same_difficulty_point_and_each_gets_where_it_breaks(ladder_report):
@@ -292,7 +304,35 @@ def test_the_mad_leaderboard_counts_each_task_and_setting_once(tmp_path):
     for record in records:
         record["config"]["protocol"]["score"] = "mad"
     text = write_report(write_results(tmp_path / "two_tasks", records), tmp_path / "out").read_text()
-    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) |          6 |       2 |" in text
+    assert "|      1 | standard | 0.955 [0.891, 1.000] (n=2) | 2/2            | 6/6        |" in text
+
+
+def mad_records(tmp_path) -> list[dict]:
+    """The ladder's induction runs (3 settings) beside copy at one of them (1 setting), under MAD's score."""
+    records = [json.loads((path / "result.json").read_text()) for path in sorted(difficulty_ladder(tmp_path, score="mad").iterdir())]
+    for record in [r for r in records if r["config"]["task"]["max_segment"] == 4]:
+        twin = json.loads(json.dumps(record))
+        twin["task"] = twin["config"]["task"]["name"] = "copy"
+        twin["config_hash"] += "copy"
+        records.append(twin)
+    return records
+
+
+def test_the_mad_score_is_the_mean_over_tasks_of_each_tasks_mean_over_its_settings(tmp_path):
+    """Defect 2 of issue 23: a flat mean over task x setting weighed induction 3/4 and copy 1/4."""
+    text = write_report(write_results(tmp_path / "merged", mad_records(tmp_path)), tmp_path / "out").read_text()
+    # standard, seed 0: induction (1.0 + 0.98 + 0.9) / 3 = 0.96, copy 1.0: (0.96 + 1.0) / 2 = 0.98 (the flat mean: 0.97);
+    # seed 1: (0.95 + 0.99) / 2 = 0.97
+    assert "|      1 | standard | 0.975 [0.911, 1.000] (n=2) | 2/2            | 4/4        |" in text
+
+
+def test_a_seed_that_lacks_a_setting_gets_no_mad_score_rather_than_a_mean_over_fewer(tmp_path):
+    records = mad_records(tmp_path)
+    for record in records:
+        if (record["variant"], record["task"], record["seed"], record["config"]["task"]["max_segment"]) == ("standard", "induction", 1, 16):
+            record.update(status="failed", error="RuntimeError: boom")
+    text = write_report(write_results(tmp_path / "merged", records), tmp_path / "out").read_text()
+    assert "|      1 | standard | 0.980 (n=1)                | 1/2            | 3/4        |" in text
 
 
 def test_a_test_loss_that_rises_is_said_to_rise_never_flat_nor_not_learning(tmp_path):

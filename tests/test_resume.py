@@ -1,18 +1,27 @@
-"""Resuming: a job whose result.json completed for the same config is skipped; failed ones run
-again only when asked; unfinished ones always run again; stale half-written files are removed."""
+"""Resuming: a job whose result.json completed for the same config and the same code that makes
+its numbers is skipped; failed ones run again only when asked; unfinished ones always run again;
+stale half-written files are removed."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.core.job import run
+import bench.core.config
+import bench.core.job
+import bench.core.train
+import bench.report.records
+from bench.core.job import identity, run
 from bench.core.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS, register_configs
-from bench.report.tables import load_results
+from bench.report.records import load_results
 from bench.core.results import working_tree_dirty, write_json_atomic
 from variants import VARIANTS
 
@@ -97,10 +106,12 @@ def editable_variant(tmp_path):
     register_configs()
 
 
-def test_editing_a_variants_source_re_runs_its_jobs_and_keeps_the_others(make_config, tiny, tmp_path, editable_variant):
+def test_editing_a_variants_code_re_runs_its_jobs_and_keeps_the_others(make_config, tiny, tmp_path, editable_variant):
     jobs = {variant: make_config(*tiny, *QUICK, f"variant={variant}") for variant in ("edited_for_the_resume_test", "standard")}
     first = {variant: run(cfg, tmp_path / variant, single_run=False, overrides=[]) for variant, cfg in jobs.items()}
-    editable_variant.write_text(EDITABLE_VARIANT + "\n# a change to the variant's code\n")
+    editable_variant.write_text(EDITABLE_VARIANT + "    # a comment, which changes no code\n")
+    assert {variant: run(cfg, tmp_path / variant, single_run=False, overrides=[]) for variant, cfg in jobs.items()} == first
+    editable_variant.write_text(EDITABLE_VARIANT + "    is_edited = True  # a change to the variant's code\n")
     second = {variant: run(cfg, tmp_path / variant, single_run=False, overrides=[]) for variant, cfg in jobs.items()}
     assert second["standard"] == first["standard"], "untouched code: skipped"
     edited_before, edited_after = first["edited_for_the_resume_test"], second["edited_for_the_resume_test"]
@@ -132,3 +143,67 @@ def test_a_changed_analysis_is_run_again_from_the_saved_weights_without_training
     assert changed == {"head_scores.json"}
     head_scores = json.loads((tmp_path / "analyses" / "head_scores.json").read_text())
     assert head_scores["identity"]["options"] == {"probe_sequences": 4}
+
+
+@pytest.fixture
+def editable_copy(tmp_path, monkeypatch):
+    """Point a loaded module at a copy of its file, for the test to edit: the code identity reads the
+    copy, and no file of the checkout (which others may be editing) is touched."""
+
+    def copy(module: ModuleType) -> Path:
+        path = tmp_path / "sources" / module.__name__ / Path(module.__file__).name
+        path.parent.mkdir(parents=True)
+        shutil.copy(module.__file__, path)
+        monkeypatch.setattr(module, "__file__", str(path))
+        return path
+
+    return copy
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    source = path.read_text()
+    assert source.count(old) == 1, f"{old!r} is not in {path.name} exactly once"
+    path.write_text(source.replace(old, new))
+
+
+def add_statement(path: Path, function: str, statement: str) -> None:
+    """Add `statement` as the first statement after the docstring of top-level `function`."""
+    source = path.read_text()
+    definition = next(node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == function)
+    first = definition.body[1] if ast.get_docstring(definition) is not None else definition.body[0]
+    lines = source.splitlines(keepends=True)
+    lines.insert(first.lineno - 1, " " * first.col_offset + statement + "\n")
+    path.write_text("".join(lines))
+
+
+def test_resume_re_trains_for_the_code_that_makes_the_numbers_and_for_nothing_else(make_config, tiny, tmp_path, editable_copy):
+    job_code, training_code, report_code = (editable_copy(module) for module in (bench.core.job, bench.core.train, bench.report.records))
+    jobs = {task: make_config(*tiny, *QUICK, f"task={task}") for task in ("copy", "induction")}
+
+    def sweep() -> dict[str, str]:
+        """Each job's finished_at: unchanged where resuming skipped it."""
+        return {task: run(cfg, tmp_path / "sweep" / task, single_run=False, overrides=[])["finished_at"] for task, cfg in jobs.items()}
+
+    trained = sweep()
+    replace_once(job_code, '"job failed: %s"', '"the job failed: %s"')
+    report_code.write_text(report_code.read_text() + '\nREPORT_TITLE = "an edited report module"\n')
+    assert sweep() == trained, "a log message and a report module make no number: nothing re-trained"
+
+    training_source = training_code.read_text()
+    assert training_source.startswith('"""')
+    training_code.write_text('"""An edited docstring. ' + training_source[3:].replace("\ndef ", "\n# an added comment\ndef ", 1))
+    assert sweep() == trained, "a comment and a docstring make no number: nothing re-trained"
+
+    add_statement(training_code, "train", "edited = True")
+    re_trained = sweep()
+    assert all(re_trained[task] != trained[task] for task in jobs), "the training loop makes every job's numbers: all re-trained"
+
+
+def test_building_the_model_counts_as_code_that_makes_the_numbers_and_the_configs_messages_do_not(make_config, tiny, editable_copy):
+    cfg = make_config(*tiny)
+    config_code, before = editable_copy(bench.core.config), identity(cfg)["code"]
+    replace_once(config_code, "is not a finite number", "is not a finite number, edited")
+    assert identity(cfg)["code"] == before, "a validation message makes no number"
+    add_statement(config_code, "build_model", "edited = True")
+    after = identity(cfg)["code"]
+    assert after["core"] != before["core"] and after["variants"] == before["variants"] and after["tasks"] == before["tasks"]

@@ -19,7 +19,7 @@ from bench.core.job import run
 from bench.core.measure import ANALYSIS_DIR, WEIGHTS_FILE
 from bench.core.results import UNSTARTABLE_FILE, write_json_atomic
 from bench.report.build import write_report
-from bench.report.tables import load_results
+from bench.report.records import load_results
 from test_report import result, write_results
 
 REPO = Path(__file__).resolve().parent.parent

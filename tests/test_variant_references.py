@@ -1,5 +1,6 @@
-"""Every variant's training path against a naive float64 implementation of its equations, written
-here from its docstring and sharing no code with it (flash-linear-attention's rule): outputs, and
+"""Every registered variant's training path against its own naive float64 reference
+(``AttentionVariant.reference``, written in the variant's file from its docstring, from the pieces
+of variants/naive.py, and sharing no code with the fast path: flash-linear-attention's rule): outputs, and
 gradients of every parameter and of the input, at T = 1, a short T, and a T that is no multiple of
 any block size (triple's 16 and 64, sigmoid's 128, simplicial's 16, linear's 64) and longer than
 every default window. Memory from torch.empty, empty_like and Tensor.new_empty is filled with NaN,
@@ -9,25 +10,20 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from conftest import shipped_variants
 from variants import VARIANTS, AttentionVariant
+from variants.dot_product import DotProductAttention
+from variants.rope import Rotary
 from variants.triple import gram_scores
 
 D_MODEL, N_HEADS, BATCH = 16, 2, 2  # d_head 8
 LENGTHS = [1, 13, 150]
 MAX_SEQ_LEN = max(LENGTHS)
-# A variant whose heads hold more than the default width allows (constructed position codes)
-WIDER = {"handcoded_q_induction": 2 * 2 * math.ceil(MAX_SEQ_LEN / 2) + 2 * 8}
 PARAMETER_SCALE = 0.3  # every parameter redrawn, so that no zero bias or unit gain hides an error
-# RoPE's tables are single precision (variants/rope.py): the variants that rotate agree to about 1e-7
-ROTATING = {"standard", "handcoded_induction", "sliding_window", "qk_norm", "sigmoid", "differential", "triple", "simplicial"}
 
 
 @pytest.fixture(autouse=True)
@@ -50,177 +46,61 @@ def test_uninitialised_memory_reads_as_nan():
         assert tensor.isnan().all()
 
 
-# The naive pieces, in float64 --------------------------------------------------------------------
+def rotates(variant: AttentionVariant) -> bool:
+    """RoPE's tables are single precision (variants/rope.py): a variant that rotates agrees with its
+    float64 reference to about 1e-7, any other to about 1e-12."""
+    return any(isinstance(module, Rotary) for module in variant.modules())
 
 
-def heads(x: Tensor, weight: Tensor, n_heads: int) -> Tensor:
-    """x W^T split into heads: (batch, heads, T, width / heads)."""
-    return (x @ weight.T).unflatten(-1, (n_heads, -1)).transpose(1, 2)
-
-
-def merge(per_head: Tensor) -> Tensor:
-    return per_head.transpose(1, 2).flatten(2)
-
-
-def rotate(u: Tensor, base: float) -> Tensor:
-    """RoPE: pair (2p, 2p+1) at position m turned by m base^(-2p/d)."""
-    d, seq_len = u.shape[-1], u.shape[-2]
-    angle = torch.arange(seq_len, dtype=torch.float64)[:, None] * base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    even, odd = u[..., 0::2], u[..., 1::2]
-    turned = torch.stack((even * angle.cos() - odd * angle.sin(), even * angle.sin() + odd * angle.cos()), dim=-1)
-    return turned.flatten(-2)
-
-
-def distance(seq_len: int) -> Tensor:
-    """i - j as (T, T)"""
-    position = torch.arange(seq_len)
-    return position[:, None] - position[None, :]
-
-
-def softmax_over(scores: Tensor, allowed: Tensor) -> Tensor:
-    return scores.masked_fill(~allowed, -math.inf).softmax(-1)
-
-
-def rms(u: Tensor, gain: Tensor | float, eps: float) -> Tensor:
-    return u / (u.square().mean(-1, keepdim=True) + eps).sqrt() * gain
-
-
-def dot_product(x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_heads: int, rope_base: float | None,
-                bias: Tensor | float = 0.0, allowed: Tensor | None = None) -> Tensor:  # fmt: skip
-    """W_o sum_j softmax_j( q_i . k_j / sqrt(d) + bias ) v_j over the allowed j (j <= i by default)."""
-    q, k, v = (heads(x, w, n_heads) for w in (w_q, w_k, w_v))
-    if rope_base is not None:
-        q, k = rotate(q, rope_base), rotate(k, rope_base)
-    allowed = distance(x.shape[1]) >= 0 if allowed is None else allowed
-    return merge(softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + bias, allowed) @ v) @ w_o.T
-
-
-# One reference per variant: (the variant, whose parameters it reads; x) -> y ------------------------
-
-
-def standard(variant, x):
-    return dot_product(x, *variant.qkv.weight.chunk(3), variant.out.weight, N_HEADS, 10000.0)
-
-
-def nope(variant, x):
-    return dot_product(x, *variant.qkv.weight.chunk(3), variant.out.weight, N_HEADS, None)
-
-
-def alibi(variant, x):
-    slopes = 2.0 ** (-8.0 * torch.arange(1, N_HEADS + 1, dtype=torch.float64) / N_HEADS)
-    return dot_product(x, *variant.qkv.weight.chunk(3), variant.out.weight, N_HEADS, None, -slopes[:, None, None] * distance(x.shape[1]))
-
-
-def sliding_window(variant, x):
-    allowed = (distance(x.shape[1]) >= 0) & (distance(x.shape[1]) < variant.window)
-    return dot_product(x, *variant.qkv.weight.chunk(3), variant.out.weight, N_HEADS, 10000.0, allowed=allowed)
-
-
-def handcoded_induction(variant, x):
-    return dot_product(x, variant.query.weight, variant.key.weight, variant.value.weight, variant.out.weight, N_HEADS, 10000.0)
-
-
-def handcoded_q_induction(variant, x):
-    return dot_product(x, variant.query.weight, variant.key.weight, variant.value.weight, variant.out.weight, N_HEADS, None)
-
-
-def positional(variant, x):
-    allowed = distance(x.shape[1]) >= 0
-    weights = softmax_over(variant.distance_bias[:, distance(x.shape[1]).clamp(min=0)], allowed)
-    return merge(weights @ heads(x, variant.value.weight, N_HEADS)) @ variant.out.weight.T
-
-
-def qk_norm(variant, x):
-    w_q, w_k, w_v = variant.qkv.weight.chunk(3)
-    q = rotate(rms(heads(x, w_q, N_HEADS), variant.log_scale.exp()[:, None, None], 1e-6), 10000.0)
-    k = rotate(rms(heads(x, w_k, N_HEADS), 1.0, 1e-6), 10000.0)
-    weights = softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), distance(x.shape[1]) >= 0)
-    return merge(weights @ heads(x, w_v, N_HEADS)) @ variant.out.weight.T
-
-
-def sigmoid(variant, x):
-    w_q, w_k, w_v = variant.qkv.weight.chunk(3)
-    q, k = (rotate(heads(x, w, N_HEADS), 10000.0) for w in (w_q, w_k))
-    weights = torch.sigmoid(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) - math.log(x.shape[1]))
-    return merge((weights * (distance(x.shape[1]) >= 0)) @ heads(x, w_v, N_HEADS)) @ variant.out.weight.T
-
-
-def differential(variant, x):
-    w_q, w_k, w_v = variant.qkv.weight.chunk(3)
-    q, k = (rotate(heads(x, w, 2 * N_HEADS), 10000.0) for w in (w_q, w_k))  # head h: maps 2h and 2h + 1
-    maps = softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), distance(x.shape[1]) >= 0)
-    lambda_init = 0.8 - 0.6 * math.exp(-0.3 * 0)  # a layer on its own: index 0
-    lam = torch.exp(variant.lambda_q1 @ variant.lambda_k1) - torch.exp(variant.lambda_q2 @ variant.lambda_k2) + lambda_init
-    weights = maps[:, 0::2] - lam * maps[:, 1::2]
-    normalised = (1 - lambda_init) * rms(weights @ heads(x, w_v, N_HEADS), variant.head_norm.weight, 1e-5)
-    return merge(normalised) @ variant.out.weight.T
-
-
-def linear(variant, x):
-    w_q, w_k, w_v = variant.qkv.weight.chunk(3)
-    q, k = (F.elu(heads(x, w, N_HEADS)) + 1 for w in (w_q, w_k))
-    v = heads(x, w_v, N_HEADS)
-    state, normaliser, outputs = 0.0, 0.0, []
-    for i in range(x.shape[1]):  # the recurrence, one position at a time
-        state = state + k[..., i, :, None] * v[..., i, None, :]
-        normaliser = normaliser + k[..., i, :]
-        outputs.append((q[..., i, :, None] * state).sum(-2) / ((q[..., i, :] * normaliser).sum(-1, keepdim=True) + 2.0**-52))
-    return merge(torch.stack(outputs, dim=-2)) @ variant.out.weight.T
-
-
-def triple(variant, x):
-    w_q, w_k, w_r = variant.qkr.weight.chunk(3)
-    q, k, r = (rotate(heads(x, w, N_HEADS), 10000.0) for w in (w_q, w_k, w_r))
-    vectors = torch.stack(torch.broadcast_tensors(q[..., :, None, :], k[..., None, :, :], r[..., :, None, :]), dim=-2)
-    scores = -torch.linalg.det(vectors @ vectors.transpose(-2, -1)) * q.shape[-1] ** -1.5
-    weights = softmax_over(scores, distance(x.shape[1]) >= 0)
-    return merge(weights @ heads(x, variant.value.weight, N_HEADS)) @ variant.out.weight.T
-
-
-def rotate_chunks(u: Tensor, base: float) -> Tensor:
-    """Chunk l of 3 coordinates at position m turned by m base^(-l / chunks) about its third axis."""
-    chunks = u.unflatten(-1, (-1, 3))
-    angle = torch.arange(u.shape[-2], dtype=torch.float64)[:, None] * base ** (-torch.arange(chunks.shape[-2], dtype=torch.float64) / chunks.shape[-2])
-    first, second, third = chunks.unbind(-1)
-    return torch.stack((first * angle.cos() - second * angle.sin(), first * angle.sin() + second * angle.cos(), third), dim=-1).flatten(-2)
-
-
-def simplicial(variant, x):
-    """Query by query: every pair (j, k) of its windows, the determinants of the 3 x 3 chunk matrices."""
-    w_q, w_k, w_k2 = variant.query_keys.weight.chunk(3)
-    w_v, w_v2 = variant.values.weight.chunk(2)
-    q, k, k2 = (rotate_chunks(heads(x, w, N_HEADS), 10000.0) for w in (w_q, w_k, w_k2))
-    v, v2 = heads(x, w_v, N_HEADS), heads(x, w_v2, N_HEADS)
-    outputs = []
-    for i in range(x.shape[1]):
-        first, second = range(max(0, i - variant.window + 1), i + 1), range(max(0, i - variant.second_window + 1), i + 1)
-        j, kk = (torch.tensor(list(indices)) for indices in zip(*((j, kk) for j in first for kk in second)))
-        matrices = torch.stack((q[..., i, None, :].expand(-1, -1, len(j), -1), k[..., j, :], k2[..., kk, :]), dim=-2)
-        scores = torch.linalg.det(matrices.unflatten(-1, (-1, 3)).transpose(-3, -2)).sum(-1) / math.sqrt(q.shape[-1])
-        outputs.append((scores.softmax(-1)[..., None] * v[..., j, :] * v2[..., kk, :]).sum(-2))
-    return merge(torch.stack(outputs, dim=-2)) @ variant.out.weight.T
-
-
-REFERENCES: dict[str, Callable[[AttentionVariant, Tensor], Tensor]] = {
-    "standard": standard, "nope": nope, "alibi": alibi, "sliding_window": sliding_window, "positional": positional,
-    "qk_norm": qk_norm, "sigmoid": sigmoid, "differential": differential, "linear": linear, "triple": triple,
-    "simplicial": simplicial, "handcoded_induction": handcoded_induction,
-    "handcoded_q_induction": handcoded_q_induction,
-}  # fmt: skip
-
-
-def test_every_shipped_variant_has_a_reference():
-    assert shipped_variants() <= set(REFERENCES) and set(REFERENCES) <= set(VARIANTS)
-
-
-def build(name: str) -> AttentionVariant:
+def build(name: str, **options) -> AttentionVariant:
     torch.manual_seed(0)
-    variant = VARIANTS[name](WIDER.get(name, D_MODEL), N_HEADS, MAX_SEQ_LEN).double()
+    variant_class = VARIANTS[name]
+    d_model = max(D_MODEL, math.ceil(variant_class.least_d_model(MAX_SEQ_LEN) / N_HEADS) * N_HEADS)
+    variant = variant_class(d_model, N_HEADS, MAX_SEQ_LEN, **options).double()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in variant.parameters():
             parameter.copy_(PARAMETER_SCALE * torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
     return variant
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_registered_variant_defines_a_working_reference(name):
+    variant = build(name)
+    y = variant.reference(torch.randn(BATCH, 5, variant.d_model, dtype=torch.float64))
+    assert y.shape == (BATCH, 5, variant.d_model) and y.dtype == torch.float64 and y.isfinite().all()
+
+
+class LearnedDecay(DotProductAttention):
+    """A score mod and a mask mod on RoPE, as a user's variant: b_h(i - j) = -r_h (i - j), keys within 40
+    positions. Not registered (no name): it inherits DotProductAttention's default reference."""
+
+    def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
+        super().__init__(d_model, n_heads, max_seq_len)
+        self.rotary = Rotary(self.d_head, max_seq_len)
+        self.rates = torch.nn.Parameter(torch.ones(n_heads))
+
+    def score_bias(self, distance: Tensor) -> Tensor:
+        return -self.rates[:, None, None] * distance
+
+    def key_mask(self, distance: Tensor) -> Tensor:
+        return distance < 40
+
+
+@pytest.mark.parametrize("seq_len", LENGTHS)
+def test_a_variant_that_changes_only_the_score_mod_gets_a_reference_for_free(seq_len):
+    torch.manual_seed(0)
+    variant = LearnedDecay(D_MODEL, N_HEADS, MAX_SEQ_LEN).double()
+    assert_training_path_matches_the_reference(variant, seq_len)
+
+
+def test_a_dot_product_variant_that_changes_more_than_a_score_mod_must_write_its_reference():
+    class Renormalised(DotProductAttention):  # not registered: no name
+        def normalise(self, scores: Tensor) -> Tensor:
+            return scores.softmax(-1).square()
+
+    with pytest.raises(NotImplementedError, match="^Renormalised overrides normalise: .* write its reference"):
+        Renormalised(D_MODEL, N_HEADS, 8).reference(torch.zeros(1, 2, D_MODEL, dtype=torch.float64))
 
 
 def output_and_gradients(output: Tensor, variant: AttentionVariant, x: Tensor, grad_output: Tensor) -> dict[str, Tensor]:
@@ -229,21 +109,32 @@ def output_and_gradients(output: Tensor, variant: AttentionVariant, x: Tensor, g
     return {"output": output.detach(), "input": gradients[0], **dict(zip(names, gradients[1:]))}
 
 
-@pytest.mark.parametrize("seq_len", LENGTHS)
-@pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_training_path_matches_the_naive_reference(name, seq_len):
-    variant = build(name)
+def assert_training_path_matches_the_reference(variant: AttentionVariant, seq_len: int) -> None:
     generator = torch.Generator().manual_seed(2)
     width = variant.d_model
     x = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64, requires_grad=True)
     grad_output = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64)
     fast = output_and_gradients(variant(x)[0], variant, x, grad_output)
-    naive = output_and_gradients(REFERENCES[name](variant, x), variant, x, grad_output)
-    tolerance = 1e-6 if name in ROTATING else 1e-10
+    naive = output_and_gradients(variant.reference(x), variant, x, grad_output)
+    tolerance = 1e-6 if rotates(variant) else 1e-10
     for key, expected in naive.items():
         scale = expected.abs().max().item()
         assert scale > 0 or key != "output", "a zero output compares nothing"
         torch.testing.assert_close(fast[key], expected, rtol=tolerance, atol=tolerance * max(scale, 1.0), msg=lambda m: f"{key}: {m}")
+
+
+@pytest.mark.parametrize("seq_len", LENGTHS)
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_training_path_matches_the_naive_reference(name, seq_len):
+    assert_training_path_matches_the_reference(build(name), seq_len)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("alibi", {"max_slope": 0.5}), ("triple", {"learnable_temperature": True}), ("simplicial", {"score": "trilinear"})],
+)
+def test_a_reference_follows_the_variants_options(name, options):
+    assert_training_path_matches_the_reference(build(name, **options), LENGTHS[1])
 
 
 def test_triple_is_minus_the_square_of_simplicials_determinant_with_the_second_key_at_the_query():

@@ -29,10 +29,20 @@ and ``trainable``, which tells the training loop to leave it as constructed.
 Two optional methods open a variant to the analyses: ``head_matrices`` (per-head W_Q, W_K, W_V,
 W_O, for composition scores) where its scores are a bilinear form of the stream, and
 ``rotary_queries_and_keys`` (q and k before and after the rotation) where it uses RoPE.
+
+Every variant writes ``reference(x)``: its output y for x computed naively, in float64 (the layer
+and x in float64), straight from the equations in its file's docstring and from its own
+parameters, sharing no code with ``forward`` (flash-linear-attention's rule: the pieces are in
+variants/naive.py). ``tests/test_variant_references.py`` holds every registered variant's training
+path to it, outputs and gradients, so a new variant file needs no test of its own for its
+equations. A ``DotProductAttention`` that changes only ``score_bias`` and ``key_mask`` inherits one.
+A variant whose shape grows with the context (a constructed circuit's position codes) says how
+wide it must be in ``least_d_model``.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -101,6 +111,19 @@ class AttentionVariant(nn.Module):
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
+    def reference(self, x: Tensor) -> Tensor:
+        """y (batch, T, d_model) for x, naively in float64 from the equations (see the module docstring)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no naive reference: write reference(x), its output in float64 from the "
+            "equations in its docstring, with the pieces in variants/naive.py"
+        )
+
+    @classmethod
+    def least_d_model(cls, max_seq_len: int) -> int:
+        """The narrowest d_model this variant can be built with at max_seq_len; the tests build it at
+        least this wide. 1 unless its shape grows with the context."""
+        return 1
+
     def construct(self, model: nn.Module, layer: int) -> None:
         """Set weights by construction once `model` is built; this variant is block `layer`."""
 
@@ -133,8 +156,10 @@ class AttentionVariant(nn.Module):
         return x.transpose(1, 2).flatten(2)
 
 
-def causal_softmax(scores: Tensor) -> Tensor:
-    """Softmax over keys j <= i of scores (..., T_query, T_key); future keys get weight 0."""
+def causal_weights(scores: Tensor, normalise: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """normalise (softmax over the keys by default) of scores (..., T_query, T_key) with the future
+    keys j > i set to -inf first, so that they get weight 0."""
     seq_len = scores.shape[-1]
     future = torch.ones(seq_len, seq_len, dtype=torch.bool, device=scores.device).triu(1)
-    return scores.masked_fill(future, -math.inf).softmax(dim=-1)
+    masked = scores.masked_fill(future, -math.inf)
+    return masked.softmax(dim=-1) if normalise is None else normalise(masked)

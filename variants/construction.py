@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from variants.base import AttentionVariant, HeadMatrices, causal_softmax
+from variants.base import AttentionVariant, HeadMatrices, causal_weights
 
 ABLATIONS = ("none", "layer0_ov", "layer1_ov")
 
@@ -73,7 +73,7 @@ class ConstructedAttention(AttentionVariant):
         q, k = self.rotate(q), self.rotate(k)
         if not need_weights:
             return self.out(self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))), None
-        weights = causal_softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim))
+        weights = causal_weights(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim))
         return self.out(self.merge_heads(weights @ v)), weights
 
     def head_matrices(self) -> HeadMatrices:

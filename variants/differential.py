@@ -26,15 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugin import ROPE_BASE
+from variants import naive
 from variants.dot_product import DotProductAttention, fused_attention
 from variants.rope import Rotary
 
 NORM_EPS = 1e-5
 LAMBDA_SPREAD = 0.1
-
-
-def initial_lambda(layer: int) -> float:
-    return 0.8 - 0.6 * math.exp(-0.3 * layer)
 
 
 class DifferentialAttention(DotProductAttention):
@@ -53,10 +50,14 @@ class DifferentialAttention(DotProductAttention):
         self.rotary = Rotary(half, max_seq_len, rope_base)
         self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2 = (nn.Parameter(LAMBDA_SPREAD * torch.randn(half)) for _ in range(4))
         self.head_norm = nn.RMSNorm(self.d_head, eps=NORM_EPS)
-        self.lambda_init = initial_lambda(0)
+        self.layer = 0  # the block's index, which lambda_init depends on; a layer on its own is the first
 
     def construct(self, model: nn.Module, layer: int) -> None:
-        self.lambda_init = initial_lambda(layer)
+        self.layer = layer
+
+    @property
+    def lambda_init(self) -> float:
+        return 0.8 - 0.6 * math.exp(-0.3 * self.layer)
 
     def difference_scale(self) -> Tensor:
         """lambda"""
@@ -93,3 +94,13 @@ class DifferentialAttention(DotProductAttention):
 
     def rotary_queries_and_keys(self, x: Tensor) -> None:
         return None  # two half-width maps per head: not the (q, k) of one head that the analysis reads
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64: head h's two maps are maps 2h and 2h + 1."""
+        w_q, w_k, w_v = self.qkv.weight.chunk(3)
+        q, k = (naive.rotate(naive.heads(x, w, 2 * self.n_heads), self.rotary.base) for w in (w_q, w_k))
+        maps = naive.softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), naive.causal(x.shape[1]))
+        lambda_init = 0.8 - 0.6 * math.exp(-0.3 * self.layer)
+        lam = torch.exp(self.lambda_q1 @ self.lambda_k1) - torch.exp(self.lambda_q2 @ self.lambda_k2) + lambda_init
+        attended = (maps[:, 0::2] - lam * maps[:, 1::2]) @ naive.heads(x, w_v, self.n_heads)
+        return naive.merge((1 - lambda_init) * naive.rms(attended, self.head_norm.weight, NORM_EPS)) @ self.out.weight.T

@@ -16,12 +16,16 @@ A variant defines, where it differs:
     normalise                scores -> weights on the explicit path (softmax here)
     fused                    the training path for q, k, v and the additive mask
     head_outputs             what each head makes of sum_j a_ij v_j before W_o (the identity here)
+    reference                the naive float64 output (AttentionVariant's contract); by default the
+                             equations above from score_bias, key_mask and RoPE's base, which describe
+                             a variant that changes nothing else; one that overrides a method of
+                             BEYOND_SCORE_MOD writes its own
 
 Training path: torch's fused kernel, which never forms a_ij: scaled_dot_product_attention with
 is_causal where a variant adds no bias and no mask; otherwise b_h as an additive mask, -inf where a
 key is masked. The public function refuses a mask together with is_causal and would then visit the
 key blocks above the diagonal as well; on the CPU its flash kernel is called with both, and skips
-them. Explicit path (need_weights): s_ij formed, normalised and multiplied by v.
+them (plugin/compat.py). Explicit path (need_weights): s_ij formed, normalised and multiplied by v.
 """
 from __future__ import annotations
 
@@ -33,8 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from variants.base import AttentionVariant, HeadMatrices
+from plugin.compat import cpu_causal_attention_with_mask
+from variants import naive
+from variants.base import AttentionVariant, HeadMatrices, causal_weights
 from variants.rope import Rotary
+
+# Methods past attention-gym's score_mod and mask_mod: a variant that overrides one of them is not
+# described by score_bias and key_mask alone, and the default reference refuses it.
+BEYOND_SCORE_MOD = ("queries_keys_values", "normalise", "fused", "head_outputs", "forward")
 
 
 class DotProductAttention(AttentionVariant):
@@ -83,7 +93,7 @@ class DotProductAttention(AttentionVariant):
         if not need_weights:
             return self.out(self.merge_heads(self.head_outputs(self.fused(q, k, v, mask)))), None
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        weights = self.normalise(scores + (mask if mask is not None else causal_mask(seq_len, scores)))
+        weights = causal_weights(scores if mask is None else scores + mask, self.normalise)
         return self.out(self.merge_heads(self.head_outputs(weights @ v))), weights
 
     def additive_mask(self, seq_len: int, like: Tensor) -> Tensor | None:
@@ -104,6 +114,24 @@ class DotProductAttention(AttentionVariant):
             self.kept_mask = (key, mask)
         return mask
 
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively, from this layer's score_bias, key_mask and RoPE's base."""
+        changed = [name for name in BEYOND_SCORE_MOD if getattr(type(self), name) is not getattr(DotProductAttention, name)]
+        if changed:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides {', '.join(changed)}: more than a score bias and a key mask, so the "
+                "default reference does not describe it; write its reference(x)"
+            )
+        seq_len = x.shape[1]
+        distance = naive.distance(seq_len)
+        allowed = naive.causal(seq_len) if self.key_mask is None else self.key_mask(distance) & naive.causal(seq_len)
+        bias = 0.0 if self.score_bias is None else self.score_bias(distance).to(torch.float64)
+        if not self.content:  # s_ij = b_h(i - j) alone
+            weights = naive.softmax_over(torch.zeros(seq_len, seq_len, dtype=torch.float64) + bias, allowed)
+            return naive.attend(weights, x, self.value.weight, self.out.weight, self.n_heads)
+        rope_base = None if self.rotary is None else self.rotary.base
+        return naive.dot_product(x, *self.qkv.weight.chunk(3), self.out.weight, self.n_heads, rope_base, bias, allowed)
+
     def head_matrices(self) -> HeadMatrices | None:
         if not self.content:
             return None
@@ -116,12 +144,6 @@ class DotProductAttention(AttentionVariant):
         return q, k, self.rotary(q), self.rotary(k)
 
 
-def causal_mask(seq_len: int, like: Tensor) -> Tensor:
-    """0 for keys j <= i, -inf for the future: (T, T) in like's dtype."""
-    future = torch.ones(seq_len, seq_len, dtype=torch.bool, device=like.device).triu(1)
-    return torch.zeros(seq_len, seq_len, dtype=like.dtype, device=like.device).masked_fill(future, -math.inf)
-
-
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
     """softmax_j( scale q_i . k_j + mask_ij ) v_j over j <= i in torch's fused kernel, for q, k and v
     (batch, heads, T, d), an additive mask (heads or 1, T, T) or None, and scale 1 / sqrt(d) by default."""
@@ -129,5 +151,5 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     mask = mask.to(q.dtype)[None]
     if q.device.type == "cpu" and not mask.requires_grad:  # that kernel gives the mask no gradient
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, is_causal=True, attn_mask=mask, scale=scale)[0]
+        return cpu_causal_attention_with_mask(q, k, v, mask, scale)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

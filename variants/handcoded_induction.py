@@ -68,6 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from plugin import POSITIVE, ROPE_BASE
+from variants import naive
 from variants.construction import ConstructedAttention, check_model_family, token_codes
 from variants.rope import Rotary, rotary_frequencies
 
@@ -112,6 +113,10 @@ class HandcodedInductionAttention(ConstructedAttention):
 
     def rotate(self, heads: Tensor) -> Tensor:
         return self.rotary(heads)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """Causal softmax attention in heads of width head_dim, with RoPE, naively in float64."""
+        return naive.dot_product(x, self.query.weight, self.key.weight, self.value.weight, self.out.weight, self.n_heads, self.rotary.base)
 
     def rotary_queries_and_keys(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k = (self.split_heads(projection(x)) for projection in (self.query, self.key))

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from plugin import POSITIVE
+from variants import naive
 from variants.construction import ConstructedAttention, check_model_family, token_codes
 
 
@@ -72,15 +73,25 @@ class HandcodedQInductionAttention(ConstructedAttention):
         self.position_pairs = math.ceil(max_seq_len / 2)
         self.position_dims = 2 * self.position_pairs
         self.code_dims = (d_model - 2 * self.position_dims) // 2
-        if self.code_dims < 1:
+        if d_model < self.least_d_model(max_seq_len):
             raise ValueError(
                 f"model.d_model={d_model} leaves no room for token codes beside two position codes of "
                 f"{self.position_dims} dimensions (one per position of model.max_seq_len={max_seq_len}); "
-                f"allowed: d_model >= {2 * self.position_dims + 2}, or a shorter model.max_seq_len"
+                f"allowed: d_model >= {self.least_d_model(max_seq_len)}, or a shorter model.max_seq_len"
             )
         super().__init__(d_model, n_heads, max_seq_len, self.code_dims + self.position_dims, finetune, ablate)
         self.beta_duplicate, self.self_penalty, self.beta_shift, self.gamma = beta_duplicate, self_penalty, beta_shift, gamma
         self.frequencies = math.pi * (torch.arange(self.position_pairs, dtype=torch.float64, device="cpu") + 0.5) / self.position_pairs
+
+    @classmethod
+    def least_d_model(cls, max_seq_len: int) -> int:
+        """Two position codes of p = 2 ceil(max_seq_len / 2) dimensions, and one dimension each for the
+        token and output codes."""
+        return 2 * 2 * math.ceil(max_seq_len / 2) + 2
+
+    def reference(self, x: Tensor) -> Tensor:
+        """Causal softmax attention in heads of width k + p, no rotation, naively in float64."""
+        return naive.dot_product(x, self.query.weight, self.key.weight, self.value.weight, self.out.weight, self.n_heads, None)
 
     @property
     def token_code(self) -> slice:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from variants import naive
 from variants.base import AttentionVariant
 
 CHUNK = 64  # positions per chunk: long enough for efficient products, short enough to keep C x C small
@@ -71,6 +72,18 @@ class LinearAttention(AttentionVariant):
         chunks = -(-seq_len // chunk)
         d, e = self.d_head, self.d_head + 1
         return batch * self.n_heads * chunks * (chunk**2 * (d + e) + 4 * chunk * d * e)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The recurrence above, one position at a time, naively in float64 (eps: float64's resolution)."""
+        w_q, w_k, w_v = self.qkv.weight.chunk(3)
+        q, k = (F.elu(naive.heads(x, w, self.n_heads)) + 1 for w in (w_q, w_k))
+        v = naive.heads(x, w_v, self.n_heads)
+        state, normaliser, outputs = 0.0, 0.0, []
+        for i in range(x.shape[1]):
+            state = state + k[..., i, :, None] * v[..., i, None, :]
+            normaliser = normaliser + k[..., i, :]
+            outputs.append((q[..., i, :, None] * state).sum(-2) / ((q[..., i, :] * normaliser).sum(-1, keepdim=True) + 2.0**-52))
+        return naive.merge(torch.stack(outputs, dim=-2)) @ self.out.weight.T
 
 
 def chunked_causal_products(q: Tensor, k: Tensor, v: Tensor, chunk: int = CHUNK) -> Tensor:

@@ -10,8 +10,15 @@ still count positions, e.g. by attending uniformly to its prefix.
 """
 from __future__ import annotations
 
+from torch import Tensor
+
+from variants import naive
 from variants.dot_product import DotProductAttention
 
 
 class NoPEAttention(DotProductAttention):
     name = "nope"
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64: no rotation."""
+        return naive.dot_product(x, *self.qkv.weight.chunk(3), self.out.weight, self.n_heads, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from variants import naive
 from variants.dot_product import DotProductAttention
 
 
@@ -31,3 +32,9 @@ class PositionalAttention(DotProductAttention):
 
     def score_bias(self, distance: Tensor) -> Tensor:
         return self.distance_bias[:, distance.clamp(min=0)]
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64: b_h(i - j) read from the table for every j <= i."""
+        distance = naive.distance(x.shape[1])
+        weights = naive.softmax_over(self.distance_bias[:, distance.clamp(min=0)], distance >= 0)
+        return naive.attend(weights, x, self.value.weight, self.out.weight, self.n_heads)

@@ -17,12 +17,14 @@ form of the stream: no head matrices for composition scores.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from plugin import ROPE_BASE
+from variants import naive
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 
@@ -49,3 +51,11 @@ class QKNormAttention(DotProductAttention):
 
     def head_matrices(self) -> None:
         return None
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64."""
+        w_q, w_k, w_v = self.qkv.weight.chunk(3)
+        q = naive.rotate(naive.rms(naive.heads(x, w_q, self.n_heads), self.log_scale.exp()[:, None, None], NORM_EPS), self.rotary.base)
+        k = naive.rotate(naive.rms(naive.heads(x, w_k, self.n_heads), 1.0, NORM_EPS), self.rotary.base)
+        weights = naive.softmax_over(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), naive.causal(x.shape[1]))
+        return naive.attend(weights, x, w_v, self.out.weight, self.n_heads)

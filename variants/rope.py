@@ -29,6 +29,7 @@ class Rotary(nn.Module):
         super().__init__()
         if d_head % 2 != 0:
             raise ValueError(f"RoPE needs an even head dimension; got d_head={d_head}")
+        self.base = base  # for the naive references, which turn by explicit angles
         # on the ambient device: nothing is allocated when the model is built on "meta" to check a config
         positions = torch.arange(max_seq_len, dtype=torch.float64)
         angles = positions[:, None] * rotary_frequencies(d_head, base).to(positions.device)
@@ -40,3 +41,5 @@ class Rotary(nn.Module):
         pairs = torch.view_as_complex(real.reshape(*x.shape[:-1], -1, 2))
         rotated = pairs * self.rotation[offset : offset + x.shape[-2]]
         return torch.view_as_real(rotated).flatten(-2).type_as(x)
+
+

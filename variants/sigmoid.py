@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from plugin import ROPE_BASE
+from variants import naive
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 
@@ -51,6 +52,13 @@ class SigmoidAttention(DotProductAttention):
             block = (q[..., start:end, :], k[..., :end, :], v[..., :end, :], mask[..., start:end, :end])
             blocks.append(checkpoint(gated_sum, *block, use_reentrant=False))
         return torch.cat(blocks, dim=-2)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64."""
+        w_q, w_k, w_v = self.qkv.weight.chunk(3)
+        q, k = (naive.rotate(naive.heads(x, w, self.n_heads), self.rotary.base) for w in (w_q, w_k))
+        weights = torch.sigmoid(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) - math.log(x.shape[1]))
+        return naive.attend(weights * naive.causal(x.shape[1]), x, w_v, self.out.weight, self.n_heads)
 
 
 def gated_sum(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugin import ROPE_BASE, Range
+from variants import naive
 from variants.base import AttentionVariant
 from variants.rope import Rotary
 
@@ -112,6 +113,27 @@ class SimplicialAttention(AttentionVariant):
         """2 D for p . k and 2 d_head for a V per pair in the windows (the blocks' masked extra not counted)."""
         pairs = sum(min(i, self.window) * min(i, self.second_window) for i in range(1, seq_len + 1))
         return 2 * batch * self.n_heads * pairs * (self.score_dim + self.d_head)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """Query by query, every pair (j, k) of its windows scored by the sum of the determinants of its
+        3 x 3 chunk matrices, or by the trilinear form, naively in float64."""
+        w_q, w_k, w_k2 = self.query_keys.weight.chunk(3)
+        w_v, w_v2 = self.values.weight.chunk(2)
+        q, k, k2 = (naive.heads(x, w, self.n_heads) for w in (w_q, w_k, w_k2))
+        if self.score == "determinant":
+            q, k, k2 = (naive.rotate_chunks(u, self.rotary.base) for u in (q, k, k2))
+        v, v2 = naive.heads(x, w_v, self.n_heads), naive.heads(x, w_v2, self.n_heads)
+        outputs = []
+        for i in range(x.shape[1]):
+            first, second = range(max(0, i - self.window + 1), i + 1), range(max(0, i - self.second_window + 1), i + 1)
+            j, kk = (torch.tensor(list(indices)) for indices in zip(*((j, kk) for j in first for kk in second)))
+            matrices = torch.stack((q[..., i, None, :].expand(-1, -1, len(j), -1), k[..., j, :], k2[..., kk, :]), dim=-2)
+            if self.score == "determinant":
+                scores = torch.linalg.det(matrices.unflatten(-1, (-1, 3)).transpose(-3, -2)).sum(-1)
+            else:
+                scores = matrices.prod(-2).sum(-1)
+            outputs.append(((scores / math.sqrt(q.shape[-1])).softmax(-1)[..., None] * v[..., j, :] * v2[..., kk, :]).sum(-2))
+        return naive.merge(torch.stack(outputs, dim=-2)) @ self.out.weight.T
 
 
 def chunk_roll(u: Tensor, shift: int) -> Tensor:

@@ -19,6 +19,7 @@ from typing import Annotated
 from torch import Tensor
 
 from plugin import ROPE_BASE, Range
+from variants import naive
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 
@@ -42,6 +43,12 @@ class SlidingWindowAttention(DotProductAttention):
 
     def key_mask(self, distance: Tensor) -> Tensor:
         return distance < self.window
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64: the keys i - window < j <= i."""
+        distance = naive.distance(x.shape[1])
+        allowed = (distance >= 0) & (distance < self.window)
+        return naive.dot_product(x, *self.qkv.weight.chunk(3), self.out.weight, self.n_heads, self.rotary.base, allowed=allowed)
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
         """4 d_head per (query, key) pair in the window: q . k and a v."""

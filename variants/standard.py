@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from torch import Tensor
+
 from plugin import ROPE_BASE
+from variants import naive
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 
@@ -22,3 +25,7 @@ class StandardAttention(DotProductAttention):
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int, *, rope_base: Annotated[float, ROPE_BASE] = 10000.0) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
         self.rotary = Rotary(self.d_head, max_seq_len, rope_base)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64."""
+        return naive.dot_product(x, *self.qkv.weight.chunk(3), self.out.weight, self.n_heads, self.rotary.base)

@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from plugin import ROPE_BASE
-from variants.base import AttentionVariant, causal_softmax
+from variants import naive
+from variants.base import AttentionVariant, causal_weights
 from variants.rope import Rotary
 
 MIN_D_HEAD = 3  # three vectors in fewer dimensions always have a singular Gram matrix
@@ -130,7 +131,7 @@ class TripleProductAttention(AttentionVariant):
         q, k, r, v = self.heads(x)
         with torch.autocast(x.device.type, enabled=False):
             if need_weights:
-                weights = causal_softmax(gram_scores(q, k, r) * self.scale(q.dtype))
+                weights = causal_weights(gram_scores(q, k, r) * self.scale(q.dtype))
                 attended = weights @ v
             else:
                 weights, attended = None, self.attend(q, k, r, v)
@@ -150,6 +151,15 @@ class TripleProductAttention(AttentionVariant):
             self.future[:block, :block],
         )
         return attended.view(batch, heads, seq_len, d_head)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The equations above, naively in float64: every Gram determinant by torch.linalg.det."""
+        w_q, w_k, w_r = self.qkr.weight.chunk(3)
+        q, k, r = (naive.rotate(naive.heads(x, w, self.n_heads), self.rotary.base) for w in (w_q, w_k, w_r))
+        vectors = torch.stack(torch.broadcast_tensors(q[..., :, None, :], k[..., None, :, :], r[..., :, None, :]), dim=-2)
+        tau = 1.0 if self.log_temperature is None else self.log_temperature.exp()[:, None, None]
+        scores = -torch.linalg.det(vectors @ vectors.transpose(-2, -1)) * q.shape[-1] ** -1.5 * tau
+        return naive.attend(naive.softmax_over(scores, naive.causal(x.shape[1])), x, self.value.weight, self.out.weight, self.n_heads)
 
 
 def query_block(seq_len: int) -> int:

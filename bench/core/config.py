@@ -16,31 +16,27 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 import analyses
 import tasks
 import variants
+from bench import CONF_DIR, CONFIG_NAME, ConfigError
 from bench.core.model import Transformer
 from plugin import Range
+from plugin.compat import forget_stored_config
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
-CONFIG_NAME = "config"
 # Options of the model that the transformer passes to every variant, not config of the variant.
 VARIANT_ARGUMENTS = ("d_model", "n_heads", "max_seq_len")
 # The longest context the framework accepts: explicit attention paths and rotary tables grow with it.
 MAX_CONTEXT = 65536
 MAX_SEED = 2**63 - 1
 ACTIVATIONS = ("gelu", "relu")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line naming the problem and the fix."""
 
 
 def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False, reason: str = "") -> Any:
@@ -172,21 +168,30 @@ def analysis_schema() -> type:
 
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore, its variant and task groups matching the registries
-    exactly: a plug-in taken out of its registry stops being a choice, and no sweep's glob expands to it."""
+    exactly: a plug-in taken out of its registry stops being a choice, and no sweep's glob expands to it.
+
+    Called when a command starts (and by compose_config), never at import: importing a module has
+    no effect on Hydra's state."""
     store = ConfigStore.instance()
     store.store(name="bench_schema", node=Config)
     store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
+    # Run-control keys name no job directory: written here once, from RUN_CONTROL_KEYS.
+    store.store(name="run_control", node={"hydra": {"job": {"config": {"override_dirname": {"exclude_keys": list(RUN_CONTROL_KEYS)}}}}})
     for group, registry, skip in (("variant", variants.VARIANTS, VARIANT_ARGUMENTS), ("task", tasks.TASKS, ())):
-        stored = store.repo.get(group, {})
-        for stale in [name for name in stored if name.removesuffix(".yaml") not in registry]:
-            del stored[stale]
-            SCHEMAS.pop((group, stale.removesuffix(".yaml")), None)
+        for stale in [name for kind, name in SCHEMAS if kind == group and name not in registry]:
+            forget_stored_config(group, stale)
+            del SCHEMAS[group, stale]
         for name, plugin in registry.items():
             SCHEMAS[group, name] = schema = options_schema(plugin, skip=skip)
             store.store(group=group, name=name, node=schema)
 
 
-register_configs()
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = CONFIG_NAME) -> DictConfig:
+    """The job config that `python -m bench <overrides>` would run, composed from the project's
+    config directory with the plug-ins registered as they are now."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
 
 
 def options(node: DictConfig) -> dict[str, Any]:

@@ -6,15 +6,24 @@ traceback). A completed job also saves its weights (model.safetensors) and the o
 analysis (analyses/<name>.json). In a sweep a failure is recorded and the sweep goes on; a single
 run re-raises it and exits non-zero.
 
-A job's identity is its config (less run-control keys and analysis options) and its code: the
-source of bench/core, of its variant and of its task, each with the project modules they use.
-Resuming skips a job only when both match; an edited variant re-runs exactly its own jobs.
+A job's identity is its config (less run-control keys and analysis options) and the code that
+makes its numbers: its variant and its task, each with the project modules they use, and
+CODE_THAT_MAKES_THE_NUMBERS, the model, the training loop with its seeded data streams, and how a
+config builds them. Logging, job bookkeeping, reporting and the command line are not in it, and
+code counts without its comments and docstrings. Resuming skips a job only when both match: an
+edited variant re-runs exactly its own jobs, an edited training loop every job, an edited log
+message or comment none.
+
+A sweep's jobs run in the process that launched it (the default launcher, one after another) or in
+worker processes (joblib, submitit): `main` marks the launching process, so that a job knows which
+it is without knowing the launcher.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -27,9 +36,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import bench.core.model
+import bench.core.train
 import tasks
 import variants
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task, run_identity, validate
+from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task, options, run_identity, validate
 from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights
 from bench.core.results import (
     JOBS_FILE,
@@ -55,7 +66,7 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     return {
         "config_hash": config_hash(run_identity(config)),
-        "code": code_identity(variants.VARIANTS[cfg.variant.name], tasks.TASKS[cfg.task.name]),
+        "code": code_identity(variants.VARIANTS[cfg.variant.name], tasks.TASKS[cfg.task.name], CODE_THAT_MAKES_THE_NUMBERS),
     }
 
 
@@ -164,6 +175,11 @@ def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]
     return record
 
 
+# What every job's numbers depend on besides its variant and task (modules with the project modules
+# they use, and single functions): editing any of it re-runs every job on resume.
+CODE_THAT_MAKES_THE_NUMBERS = [bench.core.model, bench.core.train, options, build_task, build_model, execute]
+
+
 def refresh_analyses(cfg: DictConfig, output_dir: Path) -> None:
     """Re-run, from the saved weights, the analyses of a completed job whose output is not current."""
     if not (output_dir / WEIGHTS_FILE).exists():
@@ -214,12 +230,31 @@ def duration(seconds: float) -> str:
 
 
 WATCHED: set[int] = set()  # the worker processes whose parent is watched (one thread each)
+# Set by `main` in the process that launches a run or sweep, inherited by every worker it starts.
+LAUNCHING_PROCESS_VARIABLE = "ATTENTION_BENCH_LAUNCHING_PROCESS"
+
+
+def this_process() -> str:
+    """This process, named so that no process of another machine (a SLURM node) has the same name."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def mark_launching_process() -> None:
+    os.environ[LAUNCHING_PROCESS_VARIABLE] = this_process()
+
+
+def runs_in_launching_process() -> bool:
+    """Whether jobs run in the process that launched the run or sweep (one after another: a progress
+    bar stays readable) rather than in a worker process. Without a mark nothing launched this
+    process as a worker: it counts as the launching one."""
+    return os.environ.get(LAUNCHING_PROCESS_VARIABLE, this_process()) == this_process()
 
 
 def end_with_parent() -> None:
-    """In a worker process of a parallel launcher (joblib's loky workers): exit as soon as the process
-    that started it is gone, so that killing a sweep leaves no worker training and writing behind.
-    The job it was running keeps its 'running' record, which the report reads as killed."""
+    """In a worker process of a parallel launcher (joblib's loky workers, submitit's): exit as soon
+    as the process that started it is gone, so that killing a sweep leaves no worker training and
+    writing behind. The job it was running keeps its 'running' record, which the report reads as
+    killed."""
     if os.getpid() in WATCHED:
         return
     WATCHED.add(os.getpid())
@@ -233,17 +268,14 @@ def end_with_parent() -> None:
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
-def runs_jobs_one_at_a_time(launcher: DictConfig) -> bool:
-    """The basic launcher runs jobs one after another in this process: a progress bar stays readable."""
-    return launcher._target_.endswith("BasicLauncher")
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
-def main(cfg: DictConfig) -> float | None:
+def hydra_app(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one job of the run or sweep, in whichever process the launcher runs it."""
     hydra_config = HydraConfig.get()
     single_run = hydra_config.mode == RunMode.RUN
     output_dir = Path(hydra_config.runtime.output_dir)
-    if "joblib" in hydra_config.launcher._target_:
+    in_launching_process = runs_in_launching_process()
+    if not in_launching_process:
         end_with_parent()
     if not single_run:
         log.info("%s: %s on %s, seed %s", sweep_progress(output_dir.parent, hydra_config.job.num), cfg.variant.name, cfg.task.name, cfg.seed)
@@ -253,6 +285,12 @@ def main(cfg: DictConfig) -> float | None:
         single_run=single_run,
         overrides=list(hydra_config.overrides.task),
         threads=cfg.train.num_threads or threads_per_job(hydra_config.launcher),
-        progress=single_run or runs_jobs_one_at_a_time(hydra_config.launcher),
+        progress=in_launching_process,
     )
     return (record.get("metrics") or {}).get("test", {}).get("accuracy")
+
+
+def main() -> None:
+    """Run the command line's job or sweep through Hydra, from this process marked as the launching one."""
+    mark_launching_process()
+    hydra_app()

@@ -3,11 +3,15 @@
 Each analysis writes ``<job>/analyses/<name>.json`` (status, options, code hash, rows) and, if it
 measured tensors, ``<name>.safetensors`` beside it, both atomically: re-running one analysis
 replaces its own output and nothing else. An output is current while the analysis's options
-and the source of its module are those recorded; a job that resumes, and ``python -m
+and the code of its module are those recorded; a job that resumes, and ``python -m
 bench.analyze``, re-run only the analyses that are not current.
+
+An analysis that breaks, in any of its hooks or in storing what it measured, is recorded as
+failed with its error: the trained run stays completed and the other analyses still run.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from tasks import Task
 ANALYSIS_DIR = "analyses"
 WEIGHTS_FILE = "model.safetensors"
 CURRENT = ("completed", "not_applicable")
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -70,26 +76,39 @@ def run_analyses(model: nn.Module, task: Task, cfg: DictConfig, device: torch.de
     """Run the registered analyses (or those named) on a trained model and store each one's output;
     with only_stale, skip those whose output is current. Returns each run analysis's status."""
     run = trained_run(model, task, cfg, device)
-    statuses = {}
-    for name, analysis in build_analyses(cfg, names).items():
-        if only_stale and is_current(job_dir, analysis, cfg):
-            continue
-        record: dict[str, Any] = {"analysis": name, "identity": analysis_identity(analysis, cfg), "measured_at": now()}
+    return {
+        name: run_analysis(analysis, run, job_dir)
+        for name, analysis in build_analyses(cfg, names).items()
+        if not (only_stale and is_current(job_dir, analysis, cfg))
+    }
+
+
+def run_analysis(analysis: Analysis, run: TrainedRun, job_dir: Path) -> str:
+    """Run one analysis and store its output; returns its status. Whatever it raises, in `applies`,
+    in `measure` or in storing rows and tensors it measured, is recorded as its failure."""
+    header = {"analysis": analysis.name, "identity": analysis_identity(analysis, run.config), "measured_at": now()}
+    try:
         reason = analysis.applies(run)
         if reason is not None:
-            record.update(status="not_applicable", reason=reason)
+            record = {**header, "status": "not_applicable", "reason": reason}
         else:
-            try:
-                with torch.no_grad():
-                    measurement = analysis.measure(run)
-                record.update(status="completed", rows=measurement.rows, tensors=sorted(measurement.tensors))
-                write_tensors(job_dir, name, measurement.tensors)
-            except Exception as error:  # an analysis that breaks is recorded; the run and the others stand
-                record.update(status="failed", error=f"{type(error).__name__}: {error}")
-        (job_dir / ANALYSIS_DIR).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_path(job_dir, name), record)
-        statuses[name] = record["status"]
-    return statuses
+            with torch.no_grad():
+                measurement = analysis.measure(run)
+            write_tensors(job_dir, analysis.name, measurement.tensors)
+            record = {**header, "status": "completed", "rows": measurement.rows, "tensors": sorted(measurement.tensors)}
+        write_output(job_dir, record)
+    except Exception as error:  # an analysis that breaks is recorded; the run and the others stand
+        record = {**header, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+        try:
+            write_output(job_dir, record)
+        except OSError:  # the job's directory takes no file: the status returned is all that is left
+            log.exception("%s: analysis %s failed, and its failure could not be stored", job_dir, analysis.name)
+    return record["status"]
+
+
+def write_output(job_dir: Path, record: dict[str, Any]) -> None:
+    (job_dir / ANALYSIS_DIR).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_path(job_dir, record["analysis"]), record)
 
 
 def write_tensors(job_dir: Path, name: str, tensors: dict[str, torch.Tensor]) -> None:

@@ -1,10 +1,15 @@
-"""Result files: one ``result.json`` per job, written atomically, the provenance it carries, and
-the identity of the code a job ran.
+"""Result files: one ``result.json`` per job, written atomically, the provenance it carries, the
+claim a running job holds on its directory, and the identity of the code that makes a job's numbers.
+
+Code is identified by its syntax tree without docstrings: editing a comment, a docstring or the
+layout changes no identity (and re-runs no job on resume); any change to the code does.
 
 JSON is strict: a non-finite number is written as null (a missing value), never as NaN.
 """
 from __future__ import annotations
 
+import ast
+import fcntl
 import hashlib
 import inspect
 import json
@@ -14,14 +19,13 @@ import platform
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Union
 
 RESULT_FILE = "result.json"
 JOBS_FILE = "jobs.json"  # in a sweep's directory: the jobs it asked for when it started
@@ -29,7 +33,8 @@ UNSTARTABLE_FILE = "unstartable.json"  # in a sweep's directory: jobs whose own 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("torch", "hydra-core", "omegaconf", "numpy", "pandas")
 PROJECT_PACKAGES = ("bench", "variants", "tasks", "analyses", "plugin")
-CORE_DIR = Path(__file__).resolve().parent
+# What a code hash covers: a whole module (with the project modules it uses) or one function.
+CodeUnit = Union[ModuleType, Callable[..., Any]]
 
 
 @contextmanager
@@ -71,8 +76,8 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 
 CLAIM_FILE = ".claim"
-# A claim by a process on another machine, which this one cannot check, counts as abandoned after this long.
-CLAIM_TIMEOUT_S = 6 * 3600
+# Job directory (resolved) -> the open claim file whose lock is this process's claim on that job.
+HELD_CLAIMS: dict[Path, int] = {}
 
 
 def process_alive(pid: Any, hostname: Any) -> bool | None:
@@ -89,34 +94,48 @@ def process_alive(pid: Any, hostname: Any) -> bool | None:
 
 
 def claim(job_dir: Path) -> dict[str, Any] | None:
-    """Claim a job's directory for this process by creating its claim file atomically; None on
-    success, otherwise the live claim of another process (pid, hostname). A claim whose process is
-    gone (or, from another machine, older than CLAIM_TIMEOUT_S) is taken over."""
+    """Claim a job's directory for this process: an exclusive lock on its claim file, held until
+    `release` or until the process ends, when the kernel drops it. A killed job's claim thus ends
+    with it: no claim is ever stale, none needs a timeout, and of processes that try at once exactly
+    one gets it. None on success; otherwise the holder's pid and hostname, as it wrote them into
+    the file ({} in the instant before it has)."""
     path = job_dir / CLAIM_FILE
-    mine = {"pid": os.getpid(), "hostname": socket.gethostname()}
-    for _ in range(2):
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            held = read_result(path)
-            stale = not isinstance(held, dict) or process_alive(held.get("pid"), held.get("hostname")) is False or (
-                process_alive(held.get("pid"), held.get("hostname")) is None and time.time() - path.stat().st_mtime > CLAIM_TIMEOUT_S
-            )
-            if not stale:
-                return held
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(mine, handle)
-        return None
-    return read_result(path)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            holder = read_result(path)
+            return holder if isinstance(holder, dict) else {}
+        if is_open_at(descriptor, path):
+            break
+        # The holder released and removed the file between our open and our lock: that lock guards
+        # nothing any more, so claim the file now at the path instead.
+        os.close(descriptor)
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, json.dumps({"pid": os.getpid(), "hostname": socket.gethostname()}).encode())
+    HELD_CLAIMS[job_dir.resolve()] = descriptor
+    return None
+
+
+def is_open_at(descriptor: int, path: Path) -> bool:
+    """Whether the open file `descriptor` is the file now at `path`."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def release(job_dir: Path) -> None:
-    path = job_dir / CLAIM_FILE
-    held = read_result(path)
-    if isinstance(held, dict) and held.get("pid") == os.getpid() and held.get("hostname") == socket.gethostname():
-        path.unlink(missing_ok=True)
+    """End this process's claim on a job's directory (nothing where it holds none)."""
+    descriptor = HELD_CLAIMS.pop(job_dir.resolve(), None)
+    if descriptor is None:
+        return
+    # Removed while still locked, so that a process that opened this file meanwhile finds, once
+    # it gets the lock, that the file is gone, and claims afresh (see `claim`).
+    (job_dir / CLAIM_FILE).unlink(missing_ok=True)
+    os.close(descriptor)
 
 
 def record_unstartable(sweep_dir: Path, overrides: list[str], job_name: str, error: BaseException) -> None:
@@ -141,7 +160,10 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def project_modules(module: ModuleType) -> set[str]:
     """The project's modules that `module` uses, itself included, followed through their own globals:
-    a variant's file, the base class and helpers it imports, and theirs."""
+    a variant's file, the base class and helpers it imports, and theirs. A package's submodules are
+    followed only where something uses them: Python sets every imported submodule on its package, so
+    `plugin` holds `plugin.plotting` once anything has drawn a figure, though `from plugin import
+    Range` uses none of it."""
     seen: set[str] = set()
     pending = [module.__name__]
     while pending:
@@ -151,34 +173,60 @@ def project_modules(module: ModuleType) -> set[str]:
         seen.add(name)
         for value in vars(sys.modules[name]).values():
             used = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
-            if isinstance(used, str) and used.split(".")[0] in PROJECT_PACKAGES:
+            submodule_by_import = isinstance(value, ModuleType) and used.startswith(f"{name}.") and hasattr(sys.modules[name], "__path__")
+            if isinstance(used, str) and used.split(".")[0] in PROJECT_PACKAGES and not submodule_by_import:
                 pending.append(used)
     return seen
 
 
-def source_hash(files: dict[str, Path | None]) -> str:
-    """A hash of named source files (a name without a file contributes the name only)."""
+def code_fingerprint(unit: CodeUnit) -> str:
+    """The code of a module, or of one top-level function, as its file holds it now: its syntax tree
+    without docstrings, so that comments, docstrings and layout leave it unchanged and any change to
+    the code does not. A file mid-edit that does not parse counts as its text; a module without a
+    file, or a function its file no longer defines, as nothing."""
+    module = unit if isinstance(unit, ModuleType) else sys.modules[unit.__module__]
+    if getattr(module, "__file__", None) is None or not Path(module.__file__).exists():
+        return ""
+    source = Path(module.__file__).read_text()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    if not isinstance(unit, ModuleType):
+        definitions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == unit.__name__]
+        if not definitions:
+            return ""
+        tree = definitions[0]
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:]
+    return ast.dump(tree)
+
+
+def code_hash(units: list[CodeUnit]) -> str:
+    """A hash of the code of modules, each with the project modules it uses, and of single functions."""
+    fingerprints = {}
+    for unit in units:
+        if isinstance(unit, ModuleType):
+            fingerprints.update({name: code_fingerprint(sys.modules[name]) for name in project_modules(unit)})
+        else:
+            fingerprints[f"{unit.__module__}.{unit.__qualname__}"] = code_fingerprint(unit)
     digest = hashlib.sha256()
-    for name, path in sorted(files.items()):
-        digest.update(name.encode())
-        if path is not None and path.exists():
-            digest.update(path.read_bytes())
+    for name, fingerprint in sorted(fingerprints.items()):
+        digest.update(f"{name}\0{fingerprint}\0".encode())
     return digest.hexdigest()[:16]
 
 
 def plugin_hash(cls: type) -> str:
-    """A hash of the source of a plug-in class's module and of every project module it uses."""
-    modules = project_modules(inspect.getmodule(cls))
-    return source_hash({name: Path(sys.modules[name].__file__) if getattr(sys.modules[name], "__file__", None) else None for name in modules})
+    """A hash of the code of a plug-in class's module and of every project module it uses."""
+    return code_hash([inspect.getmodule(cls)])
 
 
-def code_identity(*plugins: type) -> dict[str, str]:
-    """What a job's result depends on besides its config: the source of the core (every file of
-    bench/core) and of each plug-in class given, by kind (variants, tasks)."""
-    identity = {"core": source_hash({path.name: path for path in CORE_DIR.glob("*.py")})}
-    for plugin in plugins:
-        identity[plugin.__module__.split(".")[0]] = plugin_hash(plugin)
-    return identity
+def code_identity(variant: type, task: type, core: list[CodeUnit]) -> dict[str, str]:
+    """What a job's numbers depend on besides its config: the code of its variant and of its task,
+    each with the project modules they use, and `core`, the model, training and data code that
+    every job shares (modules, with the project modules they use, and single functions)."""
+    return {"core": code_hash(core), "variants": plugin_hash(variant), "tasks": plugin_hash(task)}
 
 
 @cache

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from analyses.head_scores import HeadScores
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task
+from bench.core.config import build_model, build_task
+from bench.core.config import compose_config as compose_project_config
 from bench.core.measure import trained_run
 from bench.core.model import Transformer
 from bench.core.train import train
@@ -32,8 +32,7 @@ def compose_config(*overrides: str) -> DictConfig:
     """The hand-coded variant's config (the K-composition circuit unless `overrides` name another) with
     `overrides`, composed as `python -m bench` does."""
     variant = [] if any(override.startswith("variant=") for override in overrides) else [VARIANT]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(CONFIG_NAME, overrides=[*variant, "train.progress=false", *overrides])
+    return compose_project_config([*variant, "train.progress=false", *overrides])
 
 
 def repeat_probe(n: int, *overrides: str) -> DictConfig:

@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 from bench.cli import sweep_job_names
 from bench.core.results import JOBS_FILE, write_json_atomic
-from bench.report.build import accuracy_table, expected_jobs, write_report
+from bench.report.build import accuracy_table, write_report
+from bench.report.records import expected_jobs
 
 log = logging.getLogger(__name__)
 

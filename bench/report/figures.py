@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from analyses.plotting import REFERENCE_COLOUR, by_setting, save, variant_colour
-from analyses.statistics import seed_band
+from plugin.plotting import REFERENCE_COLOUR, by_setting, save, seaborn, variant_colour
+from plugin.statistics import seed_band
 
 
 def carried_forward(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -26,6 +25,7 @@ def carried_forward(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def learning_curves(curves: pd.DataFrame, metric: str, label: str, path: Path, log_y: bool = False) -> Path:
+    sns = seaborn()
     data = carried_forward(curves, metric)
     grid = sns.relplot(
         data=data, x="step", y=metric, col="task", kind="line", errorbar=("pi", 100), markers=True, markersize=4,
@@ -45,6 +45,7 @@ MAX_SLICE_POINTS = 10
 def grokking_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Train (dashed) and test (solid) accuracy and loss against step on a log axis, one panel per task
     and metric: memorisation shows as train far ahead of test, grokking as test catching up late."""
+    sns = seaborn()
     long = []
     for split, style in (("train", "train"), ("test", "test")):
         for metric in ("accuracy", "loss"):
@@ -89,6 +90,7 @@ def binned_slices(slices: pd.DataFrame) -> pd.DataFrame:
 
 def slice_accuracy(per_run: pd.DataFrame, path: Path) -> Path:
     """Test accuracy against each slice's value: one panel per task x slice that the task has."""
+    sns = seaborn()
     grid = sns.relplot(
         data=per_run, x="value", y="accuracy", col="panel", col_wrap=min(3, per_run["panel"].nunique()), kind="line",
         markers=True, errorbar=seed_band, facet_kws={"sharex": False}, height=2.8, aspect=1.4, **by_setting(per_run),
@@ -106,6 +108,7 @@ def colours_with_reference(names, reference: str) -> dict[str, str]:
 def speed(timings: pd.DataFrame, reference: str, path: Path) -> Path:
     """Median time against T on log-log axes, one panel per mode, with an O(T^2) guide line; the
     reference in neutral black, dashed."""
+    sns = seaborn()
     grid = sns.relplot(
         data=timings, x="T", y="median_ms", hue="variant", col="mode", kind="line", marker="o", style="variant",
         dashes={name: (4, 2) if name == reference else "" for name in timings["variant"].unique()},
@@ -125,6 +128,7 @@ def speed(timings: pd.DataFrame, reference: str, path: Path) -> Path:
 
 
 def throughput(timings: pd.DataFrame, ceiling: float | None, reference: str, path: Path) -> Path:
+    sns = seaborn()
     grid = sns.relplot(
         data=timings, x="T", y="gflops_per_s", hue="variant", col="mode", kind="line", marker="o", style="variant",
         dashes={name: (4, 2) if name == reference else "" for name in timings["variant"].unique()},

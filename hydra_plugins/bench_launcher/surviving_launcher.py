@@ -1,6 +1,6 @@
-"""The project's default Hydra launcher (``hydra/launcher=surviving``): Hydra's basic launcher,
-one job after another in this process, except that a job that cannot even start is recorded and
-the sweep goes on.
+"""The project's default Hydra launcher (``hydra/launcher=surviving``): what Hydra's basic launcher
+does, one job after another in this process, except that a job that cannot even start is recorded
+and the sweep goes on. It is built on Hydra's public launcher interface and helpers only.
 
 Hydra creates a job's directory and writes its .hydra/ files before the job's own code runs, so a
 file where the directory should be, or a read-only directory, raises there and would end the
@@ -14,12 +14,13 @@ them in sys.modules, where dataclasses look string annotations up.)
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import open_dict
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
 
 from bench.core.results import UNSTARTABLE_FILE, record_unstartable
 
@@ -42,8 +43,21 @@ def job_name(job_config, overrides: Sequence[str]) -> str:
         return ",".join(sorted(overrides))
 
 
-class SurvivingLauncher(BasicLauncher):
+class SurvivingLauncher(Launcher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run the jobs one after another in this process, numbered from initial_job_idx."""
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None, "setup() first"
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))

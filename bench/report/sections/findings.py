@@ -8,48 +8,26 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats
 
-from analyses.statistics import describe, interval
-from bench.report.tables import option_text
-
-# A setting is "at chance" when its mean test accuracy is at most this factor of the chance level
-# (or the chance level plus AT_CHANCE_MARGIN, whichever is larger).
-AT_CHANCE, AT_CHANCE_MARGIN = 2.0, 0.02
-# A loss is "flat" when training lowered the test loss by less than this fraction of its start.
-FLAT_LOSS = 0.05
-# Largest number of seeds per setting worth suggesting; beyond it a difference is called negligible.
-MAX_SEEDS = 1000
-# Means closer than this are a tie: no number of seeds makes such a difference worth stating.
-TIE = 0.001
-# Along a difficulty axis, a model "breaks" where its mean test accuracy falls below this.
-BREAK = 0.9
+from analyses import Block
+from bench.report.protocol import BREAK, FLAT_LOSS, TIE, at_chance, contention_note, option_text, roles, seeds_to_resolve
+from bench.report.sections.base import ReportData, ReportSection
+from plugin.statistics import describe, interval
 
 
-def roles(selected: pd.DataFrame) -> pd.Series:
-    """'constructed' (set by construction, not trained), 'control', or 'model', per run."""
-    constructed = selected["trained"].eq(False)
-    control = selected["control"].eq(True)
-    return pd.Series(["constructed" if c else "control" if k else "model" for c, k in zip(constructed, control)], index=selected.index)
+class Findings(ReportSection):
+    name = "findings"
+    title = "Findings"
+    order = 20
+    needs_selected_runs = False
 
-
-def at_chance(accuracy: float, chance: float) -> bool:
-    return accuracy <= max(AT_CHANCE * chance, chance + AT_CHANCE_MARGIN)
-
-
-def seeds_to_resolve(difference: float, spread: float) -> int | None:
-    """Seeds per setting for a two-sample t-test at 95% to tell a difference of this size apart at
-    this spread (pooled standard deviation); None when it would take more than MAX_SEEDS."""
-    if spread == 0:
-        return 2
-    for n in range(2, MAX_SEEDS + 1):
-        if stats.t.ppf(0.975, 2 * n - 2) * spread * math.sqrt(2 / n) < abs(difference):
-            return n
-    return None
+    def blocks(self, data: ReportData) -> list[Block]:
+        stated = findings(data.points, data.curves, data.selection.grid, data.selection.select_on, data.axes) + contention_note(data.curves)
+        return [stated] if stated else []
 
 
 def findings(selected: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFrame, select_on: list[str], axes: dict[str, list[str]]) -> list[str]:
-    """selected carries `model` and `point` (bench.report.difficulty.with_difficulty_point): models
+    """selected carries `model` and `point` (bench.report.protocol.with_difficulty_point): models
     are ranked against each other only at the same point of a task's difficulty axes (axes, per task)."""
     if selected.empty:
         return []
@@ -157,7 +135,7 @@ def grid_sensitivity(grid: pd.DataFrame, select_on: list[str]) -> list[str]:
             continue
         chosen = points[points["chosen"]].iloc[0]
         worst = points["validation_accuracy"].min()
-        point = ", ".join(f"{key}={chosen[key]:g}" for key in select_on)
+        point = ", ".join(f"{key}={option_text(chosen[key])}" for key in select_on)
         drop = chosen["validation_accuracy"] - worst
         sensitivity = "sensitive" if drop > 0.1 else "insensitive"
         sentences.append(f"{setting} on {task}: {point} chosen on validation ({chosen['validation_accuracy']:.3f}); across the "

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy import stats
 
 CONFIDENCE = 0.95
 INTERVAL_NOTE = "mean [95% t-interval over seeds] (n = seeds)"
@@ -45,6 +44,8 @@ def interval(values: Iterable[float], bounds: tuple[float, float] | None = (0.0,
     mean = float(finite.mean())
     if n == 1:
         return Interval(mean, math.nan, math.nan, 1)
+    from scipy import stats  # loaded by the first interval, not by importing this module
+
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
     low, high = mean - half, mean + half
     if bounds is not None:

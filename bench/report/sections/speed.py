@@ -14,9 +14,27 @@ import pandas as pd
 
 from analyses import Block, Figure
 from bench.report import figures
+from bench.report.sections.base import ReportData, ReportSection
 from bench.speed import REFERENCE
 
 SWEEP_SPEED_FILE = "speed.json"
+
+
+def default_speed_file(sweep_dirs: list[Path]) -> Path | None:
+    """The first sweep's own speed.json, if one of them has one."""
+    own = [Path(d) / SWEEP_SPEED_FILE for d in sweep_dirs if (Path(d) / SWEEP_SPEED_FILE).exists()]
+    return own[0] if own else None
+
+
+class Speed(ReportSection):
+    name = "speed"
+    title = "Speed"
+    order = 100
+    needs_selected_runs = False
+
+    def blocks(self, data: ReportData) -> list[Block]:
+        variant_names = set(data.selection.runs["variant"].dropna()) if "variant" in data.selection.runs else set()
+        return speed_blocks(data.speed_file or default_speed_file(data.sweep_dirs), variant_names, data.figure_dir)
 
 
 def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:

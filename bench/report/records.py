@@ -1,31 +1,18 @@
-"""The report's data: every result file of one or more sweeps as tidy tables, and the one set of
-runs behind every table and figure.
-
-The protocol, in order:
-1. One row per config: a config run twice (in two sweeps, or twice into one) counts once, the
-   completed run first, then the one that finished last.
-2. A setting is a variant plus every config value that differs between runs of the same variant
-   and task, other than the seed and the learning rate.
-3. Over the selection grid (the runs' ``protocol.select_on`` keys, the learning rate by default;
-   MAD's experiment adds weight decay), each setting x task keeps the grid point with the best
-   mean final *validation* accuracy over its seeds; a diverged seed counts as 0 there, a failed
-   one (an error, not a result) is left out. Ties go to the lower validation loss.
-4. The selected runs are the completed runs at that point. Every section reports their *test*
-   numbers; the others are counted and listed, never averaged in.
+"""The report's data: every result file of one or more sweeps, or a report's own saved tables, as
+tidy tables: one row per run (one per config: a config run twice, in two sweeps or twice into one,
+counts once, the completed run first, then the one that finished last), and its curves, slices
+and analysis rows. Which of these runs a report uses is bench.report.protocol's to decide.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.core.config import RUN_CONTROL_KEYS
 from bench.core.measure import stored_rows
-from bench.core.results import RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
-from tasks import TASKS
+from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
 
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 # Test accuracy a run must reach and keep to the end of its curve to count as grokked.
@@ -34,10 +21,9 @@ GROKKED = 0.95
 EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss", "test_accuracy", "test_loss",
                     "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "control", "finished_at",
                     "config_hash", "error", "train.lr", "train_set_size", "steps_to_grok"]  # fmt: skip
-# Config columns that place a run in a sweep, or steer how it ran, rather than settings to compare.
-NOT_SETTINGS = {"seed", "variant.name", "task.name", *RUN_CONTROL_KEYS}
-DEFAULT_SELECTION = ("train.lr",)
-IDENTITY = ["run", "variant", "task", "seed", "setting"]
+DEFAULT_PROTOCOL = {"select_on": ["train.lr"], "score": "none"}
+# The tables a report saves beside itself (report_dir/<stem>.parquet), from which it can be rebuilt.
+TABLES = ("results", "curves", "slices")
 
 
 @dataclass
@@ -48,15 +34,6 @@ class Results:
     analyses: dict[str, pd.DataFrame] = field(default_factory=dict)  # analysis name -> run x row
     job_dirs: dict[str, Path] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        """The runs' report protocol (protocol.select_on, protocol.score): the first run's that has one."""
-        for record in self.records.values():
-            protocol = (record.get("config") or {}).get("protocol")
-            if isinstance(protocol, dict):
-                return protocol
-        return {"select_on": list(DEFAULT_SELECTION), "score": "none"}
 
 
 def load_results(*sweep_dirs: Path) -> Results:
@@ -131,8 +108,15 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     row["steps_to_grok"] = steps_to_grok(record.get("curve"))
     for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
         row[key] = record.get(key)
-    row["git_commit"] = environment.get("git_commit")
-    row.update(flatten(record.get("config") if isinstance(record.get("config"), dict) else {}))
+    for key in ("git_commit", "git_dirty", "command", "machine"):
+        row[key] = environment.get(key)
+    row["versions"] = ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items()) if isinstance(environment.get("versions"), dict) else None
+    row["started_at"] = record.get("started_at")
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    row.update(flatten(config))
+    protocol = config.get("protocol") if isinstance(config.get("protocol"), dict) else DEFAULT_PROTOCOL
+    row["protocol.select_on"] = ",".join(protocol.get("select_on") or [])  # each run carries its own report protocol
+    row["protocol.score"] = protocol.get("score", "none")
     return row
 
 
@@ -159,80 +143,35 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def swept_settings(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTION) -> list[str]:
-    """Config columns other than the selection grid with more than one value among the runs of some
-    variant x task (NaN, the mark of an option another variant lacks, is not a value)."""
-    config_columns = [c for c in runs.columns if "." in c and c not in NOT_SETTINGS and c not in select_on]
-    by_group = runs.groupby(["variant", "task"])
-    return [c for c in config_columns if (by_group[c].nunique(dropna=True) > 1).any()]
 
 
-def is_difficulty_axis(runs: pd.DataFrame, column: str) -> bool:
-    """Whether a task option is a ladder: numeric, or a declared difficulty axis of every task that
-    has it. A categorical option that a sweep varies (copy's variable_length, an operation) makes a
-    different task, not a setting."""
-    present = runs[runs[column].notna()]
-    if not present[column].map(lambda value: isinstance(value, (bool, str))).any():
-        return True
-    return all(name in TASKS and column.removeprefix("task.") in TASKS[name].difficulty_axes for name in present["task"].unique())
+def load_tables(report_dir: Path) -> Results:
+    """A report's own saved tables (results, curves, slices, analysis_<name> as Parquet) as Results:
+    what a committed example report keeps of its sweep, without the sweep."""
+    report_dir = Path(report_dir)
+    runs, curves, slices = (pd.read_parquet(report_dir / f"{stem}.parquet") for stem in TABLES)
+    for column in ("protocol.select_on", "protocol.score"):
+        if column not in runs:
+            runs[column] = ",".join(DEFAULT_PROTOCOL["select_on"]) if column.endswith("select_on") else DEFAULT_PROTOCOL["score"]
+    analyses = {path.stem.removeprefix("analysis_"): pd.read_parquet(path) for path in sorted(report_dir.glob("analysis_*.parquet"))}
+    return Results(runs.reindex(columns=[*runs.columns, *(c for c in EXPECTED_COLUMNS if c not in runs.columns)]), curves, slices, analyses)
 
 
-def setting_labels(runs: pd.DataFrame, settings: list[str], base: str = "variant", strip: str = "") -> pd.Series:
-    """'standard', or 'standard model.d_model=128' where a sweep varied more than variant and seed
-    (base names the column labelled; strip, a prefix dropped from the setting's names)."""
-    labels = runs[base].astype(str)
-    for column in settings:
-        present = runs[column].notna()
-        labels = labels.where(~present, labels + f" {column.removeprefix(strip)}=" + runs[column].map(option_text))
-    return labels
+def expected_jobs(sweep_dir: Path) -> list[str] | None:
+    """The job directories the sweep asked for when it started; None where it did not record them."""
+    jobs = read_result(Path(sweep_dir) / JOBS_FILE)
+    return [str(job) for job in jobs] if isinstance(jobs, list) else None
 
 
-def option_text(value: object) -> str:
-    """A config value as it was written: 4, not the 4.0 that pandas makes of an integer column with gaps."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
-@dataclass
-class Selection:
-    selected: pd.DataFrame  # completed runs at the chosen grid point: behind every table
-    runs: pd.DataFrame  # every run, with its setting label
-    grid: pd.DataFrame  # setting x task x grid point: mean validation accuracy, seeds, diverged, chosen
-    select_on: list[str]  # the grid's keys
-    settings: list[str]
-
-
-def select_runs(runs: pd.DataFrame, select_on: tuple[str, ...] = DEFAULT_SELECTION) -> Selection:
-    """The protocol of this module's docstring."""
-    runs = runs[runs["variant"].notna() & runs["task"].notna()].copy()
-    select_on = [key for key in select_on if key in runs]
-    settings = swept_settings(runs, tuple(select_on))
-    task_options = [column for column in settings if column.startswith("task.") and not is_difficulty_axis(runs, column)]
-    runs["task_name"] = runs["task"]
-    runs["task"] = setting_labels(runs, task_options, base="task", strip="task.")  # e.g. "copy variable_length=True"
-    settings = [column for column in settings if column not in task_options]
-    runs["setting"] = setting_labels(runs, settings)
-    scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
-        _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
-        _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
-    )
-    keys = ["setting", "task", *select_on]
-    grid = (
-        scored.groupby(keys, dropna=False)
-        .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), seeds=("seed", "count"),
-             diverged=("status", lambda s: int((s == "diverged").sum())))
-        .reset_index()
-    )  # fmt: skip
-    grid = grid.sort_values(["setting", "task", "validation_accuracy", "validation_loss"], ascending=[True, True, False, True])
-    grid["chosen"] = ~grid.duplicated(["setting", "task"])
-    chosen = grid[grid["chosen"]][keys]
-    completed = runs[runs["status"] == "completed"]
-    selected = completed.merge(chosen, on=keys) if len(chosen) else completed.iloc[:0]
-    return Selection(selected.sort_values(["setting", "task", "seed"]).reset_index(drop=True), runs, grid.reset_index(drop=True), select_on, settings)
-
-
-def with_identity(rows: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
-    """rows of the selected runs only, joined with their identity columns."""
-    if rows.empty:
-        return rows
-    identity = selected[IDENTITY]
-    return rows.drop(columns=[c for c in ("variant", "task", "seed") if c in rows]).merge(identity, on="run")
+def missing_jobs(results: Results, sweep_dirs: list[Path]) -> dict[Path, tuple[int, list[str]]]:
+    """Per sweep that recorded its jobs: (how many it asked for, those with no result yet)."""
+    missing = {}
+    for sweep_dir in sweep_dirs:
+        expected = expected_jobs(sweep_dir)
+        if expected is None:
+            continue
+        prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
+        present = set(results.job_dirs) | set(results.runs["run"])
+        shared = {job for job in expected if (Path(sweep_dir) / job / RESULT_FILE).exists()}  # counted once under another run
+        missing[sweep_dir] = (len(expected), sorted(prefix + job for job in expected if prefix + job not in present and job not in shared))
+    return missing

@@ -1,0 +1,61 @@
+"""Summary: test accuracy of every setting x task (per difficulty point where a sweep varied one),
+with the detail behind it, and the selection grid where one was swept."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analyses import Block, Figure
+from bench.report.protocol import roles, swept_axes
+from bench.report.sections.base import ReportData, ReportSection
+from plugin.plotting import bars_with_points
+from plugin.statistics import INTERVAL_NOTE, describe
+
+
+def reached(values: pd.Series) -> str:
+    hits = values.dropna()
+    median = f"{hits.median():.0f}" if len(hits) else "—"
+    return f"{median} ({len(hits)}/{len(values)})"
+
+
+class Summary(ReportSection):
+    name = "summary"
+    title = "Summary"
+    order = 40
+
+    def blocks(self, data: ReportData) -> list[Block]:
+        selection, points = data.selection, data.points
+        selected = selection.selected.assign(role=roles(selection.selected))
+        if points["point"].ne("").any():  # a difficulty ladder: one row per task x point, one column per model
+            points = points.assign(model=points["model"].where(selected["role"] == "model", points["model"] + " (" + selected["role"] + ")"))
+            order = points.sort_values(["task", *swept_axes(selection)])
+            accuracy = points.groupby(["task", "point", "model"], sort=False)["test_accuracy"].agg(describe).unstack("model")
+            accuracy = accuracy.reindex(pd.MultiIndex.from_frame(order[["task", "point"]].drop_duplicates())).reset_index()
+        else:
+            accuracy = selected.groupby(["setting", "role", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
+        accuracy.columns.name = None
+        detail = (
+            selected.groupby(["setting", "task"])
+            .agg(test_accuracy=("test_accuracy", describe), exact_match=("test_exact_match", describe),
+                 validation_accuracy=("validation_accuracy", describe), steps_to_target=("steps_to_target", reached),
+                 chance=("chance_accuracy", "first"), parameters=("n_params", "first"),
+                 **{key: (key, "first") for key in selection.select_on})
+            .reset_index()
+            .round({"chance": 3})
+        )  # fmt: skip
+        figure = bars_with_points(selected.assign(metric="test accuracy"), "test_accuracy", col="task", row="metric",
+                                  ylabel="test accuracy", path=data.figure_dir / "summary.png")  # fmt: skip
+        blocks: list[Block] = [
+            f"Test accuracy on scored positions, {INTERVAL_NOTE}. Role: model (trained and ranked), constructed (weights "
+            "set by hand, a reference) or control (shows what a task needs):",
+            accuracy,
+            Figure(figure, "Test accuracy per setting: bar, mean over seeds with its 95% interval; dots, seeds."),
+            "Exact match: share of test sequences with every scored token right. Validation accuracy: the set that chose "
+            "the learning rate and the early stop. Steps to target: median step at which test accuracy first reached the "
+            "target, over the seeds that reached it (reached / seeds). Chance: the best context-free guess.",
+            detail,
+        ]
+        if (selection.grid.groupby(["setting", "task"]).size() > 1).any():
+            grid = selection.grid.round({"validation_accuracy": 3, "validation_loss": 3})
+            blocks += [f"Selection grid ({', '.join(selection.select_on)}): mean final validation accuracy per point (a diverged "
+                       "seed counts as 0); the chosen point gives every number above.", grid]  # fmt: skip
+        return blocks
