@@ -20,8 +20,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import hydra_plugins.bench_launcher.surviving_launcher as surviving_launcher
-from bench.core.config import CONF_DIR, CONFIG_NAME
-from bench.core.job import LAUNCHING_PROCESS_VARIABLE, mark_launching_process, runs_in_launching_process
+from bench import CONF_DIR, CONFIG_NAME
+import bench.core.job
+from bench.core.job import mark_launching_process, runs_in_launching_process
 from bench.report.records import load_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,11 +127,11 @@ def test_the_default_sweep_shows_a_progress_bar(tmp_path):
 
 
 def test_a_job_knows_whether_it_runs_in_the_process_that_launched_the_sweep(monkeypatch):
-    monkeypatch.delenv(LAUNCHING_PROCESS_VARIABLE, raising=False)  # restored after the test
-    assert runs_in_launching_process(), "nothing marked: no launcher started this process as a worker"
+    monkeypatch.setattr(bench.core.job, "LAUNCHING_PID", None)  # restored after the test
+    assert not runs_in_launching_process(), "unmarked: a spawned worker, which imported the job module afresh"
     mark_launching_process()
     assert runs_in_launching_process(), "the launching process runs its jobs itself (basic or surviving launcher)"
-    with multiprocessing.get_context("fork").Pool(1) as workers:  # a worker inherits the mark, as joblib's and submitit's do
+    with multiprocessing.get_context("fork").Pool(1) as workers:  # a forked worker inherits the mark, not the pid
         assert workers.apply(runs_in_launching_process) is False
 
 

@@ -20,7 +20,8 @@ import bench.core.job
 import bench.core.train
 import bench.report.records
 from bench.core.job import identity, run
-from bench.core.config import CONF_DIR, CONFIG_NAME, RUN_CONTROL_KEYS, register_configs
+from bench import CONF_DIR, CONFIG_NAME
+from bench.core.config import RUN_CONTROL_KEYS, register_configs
 from bench.report.records import load_results
 from bench.core.results import working_tree_dirty, write_json_atomic
 from variants import VARIANTS

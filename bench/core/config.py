@@ -235,6 +235,8 @@ def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot run, before any compute."""
+    if not SCHEMAS:  # a launcher's worker process gets its config composed, and registers on first use
+        register_configs()
     check_fields(cfg, Config, "")
     for group in ("variant", "task"):
         check_fields(cfg[group], SCHEMAS[group, cfg[group].name], group)

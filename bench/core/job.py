@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import traceback
@@ -40,7 +39,8 @@ import bench.core.model
 import bench.core.train
 import tasks
 import variants
-from bench.core.config import CONF_DIR, CONFIG_NAME, build_model, build_task, options, run_identity, validate
+from bench import CONF_DIR, CONFIG_NAME
+from bench.core.config import build_model, build_task, options, run_identity, validate
 from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights
 from bench.core.results import (
     JOBS_FILE,
@@ -231,23 +231,21 @@ def duration(seconds: float) -> str:
 
 WATCHED: set[int] = set()  # the worker processes whose parent is watched (one thread each)
 # Set by `main` in the process that launches a run or sweep, inherited by every worker it starts.
-LAUNCHING_PROCESS_VARIABLE = "ATTENTION_BENCH_LAUNCHING_PROCESS"
-
-
-def this_process() -> str:
-    """This process, named so that no process of another machine (a SLURM node) has the same name."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+# The id of the process that called `main`: it runs the single run or the basic/surviving launcher's
+# jobs itself. A worker is any other process: a spawned one (joblib's loky, submitit) imports this
+# module afresh, with no id; a forked one inherits the id but has another pid.
+LAUNCHING_PID: int | None = None
 
 
 def mark_launching_process() -> None:
-    os.environ[LAUNCHING_PROCESS_VARIABLE] = this_process()
+    global LAUNCHING_PID
+    LAUNCHING_PID = os.getpid()
 
 
 def runs_in_launching_process() -> bool:
-    """Whether jobs run in the process that launched the run or sweep (one after another: a progress
-    bar stays readable) rather than in a worker process. Without a mark nothing launched this
-    process as a worker: it counts as the launching one."""
-    return os.environ.get(LAUNCHING_PROCESS_VARIABLE, this_process()) == this_process()
+    """Whether this job runs in the process that launched the run or sweep (one after another: a
+    progress bar stays readable) rather than in a launcher's worker process."""
+    return LAUNCHING_PID == os.getpid()
 
 
 def end_with_parent() -> None:
