@@ -80,7 +80,7 @@ def test_a_sweep_killed_part_way_completes_when_run_again(tmp_path):
 @pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_sharing_the_cores(tmp_path):
     completed = run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0,1", "train.steps=60", "train.target_accuracy=null",
-                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
+                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.progress=true")  # fmt: skip
     assert not PROGRESS_BAR.search(completed.stderr), "two workers' bars would garble each other"
     jobs = list(records(tmp_path / "sweep").values())
     assert [r["status"] for r in jobs] == ["completed", "completed"]
@@ -122,7 +122,7 @@ def test_the_slurm_launcher_config_is_ready():
 
 @pytest.mark.slow
 def test_the_default_sweep_shows_a_progress_bar(tmp_path):
-    completed = run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0", "train.steps=20", "train.target_accuracy=null")
+    completed = run_sweep(tmp_path, tmp_path / "sweep", "task=copy", "seed=0", "train.steps=20", "train.target_accuracy=null", "train.progress=true")
     assert PROGRESS_BAR.search(completed.stderr), completed.stderr
 
 

@@ -230,7 +230,6 @@ def duration(seconds: float) -> str:
 
 
 WATCHED: set[int] = set()  # the worker processes whose parent is watched (one thread each)
-# Set by `main` in the process that launches a run or sweep, inherited by every worker it starts.
 # The id of the process that called `main`: it runs the single run or the basic/surviving launcher's
 # jobs itself. A worker is any other process: a spawned one (joblib's loky, submitit) imports this
 # module afresh, with no id; a forked one inherits the id but has another pid.

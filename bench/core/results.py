@@ -181,8 +181,8 @@ def project_modules(module: ModuleType) -> set[str]:
 
 def code_fingerprint(unit: CodeUnit) -> str:
     """The code of a module, or of one top-level function, as its file holds it now: its syntax tree
-    without docstrings, so that comments, docstrings and layout leave it unchanged and any change to
-    the code does not. A file mid-edit that does not parse counts as its text; a module without a
+    without docstrings, which comments, docstrings and layout leave as it is and any change to the
+    code changes. A file mid-edit that does not parse counts as its text; a module without a
     file, or a function its file no longer defines, as nothing."""
     module = unit if isinstance(unit, ModuleType) else sys.modules[unit.__module__]
     if getattr(module, "__file__", None) is None or not Path(module.__file__).exists():
