@@ -20,8 +20,16 @@ def test_defaults_compose_and_validate(make_config):
     validate(cfg)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("task", sorted(TASKS))
+# Each variant with the default task and each task with the default variant in the default run;
+# every pairing (117 compositions of about 0.1 s each) with the slow tests.
+PAIRS = [
+    pytest.param(variant, task, marks=[] if task == "copy" or variant == "standard" else [pytest.mark.slow])
+    for variant in sorted(VARIANTS)
+    for task in sorted(TASKS)
+]
+
+
+@pytest.mark.parametrize(("variant", "task"), PAIRS)
 def test_every_variant_and_task_builds(make_config, variant, task):
     cfg = make_config(f"variant={variant}", f"task={task}", *VARIANTS[variant].required_config)
     if cfg.task.seq_len > cfg.model.max_seq_len:  # a constructed circuit's context, shorter than the task's default

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,24 @@ def test_a_plug_in_file_that_fails_to_import_is_named_and_the_others_still_regis
         BROKEN.pop("lab_plugins.broken", None)
         for name in [name for name in sys.modules if name.startswith("lab_plugins")]:
             del sys.modules[name]
+
+
+PLUG_IN_PACKAGES = ("variants", "tasks", "analyses", "bench/report/sections")
+
+
+def test_every_plug_in_kind_names_a_broken_file_and_keeps_the_others(tmp_path):
+    for top in ("plugin", "variants", "tasks", "analyses", "bench"):
+        shutil.copytree(REPO / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__"))
+    for package in PLUG_IN_PACKAGES:
+        (tmp_path / package / "zz_broken.py").write_text("raise RuntimeError('a bug in a user file')\n")
+    probe = ("import variants, tasks, analyses, bench.report.sections as sections\n"
+             "from plugin import BROKEN\nprint(sorted(BROKEN))\n"
+             "print(len(variants.VARIANTS), len(tasks.TASKS), len(analyses.ANALYSES), len(sections.SECTIONS))")
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    broken, counts = completed.stdout.splitlines()
+    assert broken == str(sorted(f"{package.replace('/', '.')}.zz_broken" for package in PLUG_IN_PACKAGES))
+    assert all(int(count) > 1 for count in counts.split()), counts
+    assert completed.stderr.count("a bug in a user file") == len(PLUG_IN_PACKAGES), completed.stderr
 
 
 def test_a_user_section_registers_in_one_file_and_appears_in_its_order(tmp_path):

@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import test_variant_references as references
 import test_variants as contract
 
 from analyses import ANALYSES
 from bench.cli import check_command_line
+from bench.core.config import register_configs
 from bench.core.job import run
 from bench.core.measure import ANALYSIS_DIR
-from bench.core.config import register_configs
 from variants import VARIANTS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -78,6 +79,12 @@ def test_the_example_passes_the_variant_contract(example_variant, check):
     check(example_variant)
 
 
+@pytest.mark.parametrize("seq_len", references.LENGTHS)
+def test_the_example_matches_the_reference_it_inherits(example_variant, seq_len):
+    """A score-bias variant writes no reference: DotProductAttention's naive one applies its bias."""
+    references.test_training_path_matches_the_naive_reference(example_variant, seq_len)
+
+
 def test_the_example_is_selected_by_name_with_its_option(example_variant):
     option = re.search(r"\*, (\w+):", block_after("variant-example")).group(1)
     assert check_command_line([f"variant={example_variant}", f"variant.{option}=0.5"], multirun=False) == 1
@@ -98,3 +105,9 @@ def test_the_analysis_example_finds_the_copying_head_of_the_hand_coded_circuit(m
 def test_ci_runs_the_readme_test_command():
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "test-command" in ci and "python -m pytest" in block_after("test-command")
+
+
+def test_ci_times_the_readme_speed_ratios_and_checks_the_wheel():
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    stated = re.search(r"forward \+ backward at T = (\d+)", README).group(1)
+    assert f"--speed-ratio-length={stated}" in ci and "\n.ci/check-wheel" in ci

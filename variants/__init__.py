@@ -1,10 +1,7 @@
 """Attention variants, one per file. Importing this package registers every variant in it."""
-import importlib
-import pkgutil
-
+from plugin import import_plugins
 from variants.base import VARIANTS, AttentionVariant
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_plugins(__name__, __path__)
 
 __all__ = ["VARIANTS", "AttentionVariant"]

@@ -166,12 +166,26 @@ def analysis_schema() -> type:
     return dataclasses.make_dataclass("AnalysisConfig", fields)
 
 
+# The plug-ins the ConfigStore holds now, as registries_fingerprint gives them.
+REGISTERED: tuple = ()
+
+
+def registries_fingerprint() -> tuple:
+    """Which class each plug-in name stands for, in every registry (the classes themselves: held
+    here, none is collected and its address reused by another)."""
+    return tuple(tuple(registry.items()) for registry in (variants.VARIANTS, tasks.TASKS, analyses.ANALYSES))
+
+
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore, its variant and task groups matching the registries
     exactly: a plug-in taken out of its registry stops being a choice, and no sweep's glob expands to it.
 
     Called when a command starts (and by compose_config), never at import: importing a module has
-    no effect on Hydra's state."""
+    no effect on Hydra's state. Registries unchanged since the last call leave the store as it is."""
+    global REGISTERED
+    registered = registries_fingerprint()
+    if registered == REGISTERED:
+        return
     store = ConfigStore.instance()
     store.store(name="bench_schema", node=Config)
     store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
@@ -184,6 +198,7 @@ def register_configs() -> None:
         for name, plugin in registry.items():
             SCHEMAS[group, name] = schema = options_schema(plugin, skip=skip)
             store.store(group=group, name=name, node=schema)
+    REGISTERED = registered
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = CONFIG_NAME) -> DictConfig:
