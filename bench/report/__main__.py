@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.report.build import write_report
+from bench.report.build import UnsafeOutput, write_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("several sweeps make one report: name its directory with --out")
     if args.speed is not None and not args.speed.is_file():
         parser.error(f"no speed file at {args.speed}")
-    report = write_report(args.sweep_dirs, args.out, args.speed)
+    try:
+        report = write_report(args.sweep_dirs, args.out, args.speed)
+    except UnsafeOutput as error:
+        parser.error(str(error))
     print(f"report: {report}\n        {report.with_name('report.html')}")
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pandas as pd
 
+from bench.core.results import process_alive
 from bench.report.protocol import select_runs
 from bench.report.records import Results, load_results
 from bench.report.render import Section, html_page, markdown
@@ -58,21 +60,55 @@ def write_tables(results: Results, out_dir: Path) -> None:
         table.to_csv(out_dir / f"{stem}.csv", index=False)
 
 
+# Written into every report directory: the mark that lets a later build replace it.
+REPORT_MARK = ".attention-bench-report"
+# What a report directory holds (a report from before the mark is known by these alone).
+REPORT_ENTRIES = ("report.md", "report.html", "figures", "*.csv", "*.parquet", REPORT_MARK)
+
+
+class UnsafeOutput(ValueError):
+    """--out names something a report may not replace, or a place it cannot write."""
+
+
+def check_output(out_dir: Path, sweep_dirs: list[Path]) -> None:
+    """Raise UnsafeOutput unless out_dir is absent, an empty directory, or a report this command
+    wrote: a report replaces its directory whole, and must never remove what it did not write."""
+    for sweep_dir in sweep_dirs:
+        if out_dir == sweep_dir.absolute() or out_dir in sweep_dir.absolute().parents:
+            raise UnsafeOutput(f"--out {out_dir} would replace the sweep {sweep_dir} it reads; name a new directory (default: <sweep_dir>/report)")
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise UnsafeOutput(f"--out {out_dir} is a file or a link, not a report directory; name a new directory")
+    entries = list(out_dir.iterdir())
+    is_report = (out_dir / REPORT_MARK).is_file() or (
+        {"report.md", "report.html"} <= {entry.name for entry in entries}
+        and all(any(entry.match(pattern) for pattern in REPORT_ENTRIES) for entry in entries)
+    )
+    if entries and not is_report:
+        raise UnsafeOutput(f"--out {out_dir} holds files that no report wrote ({entries[0].name}, ...); name a new directory or an earlier report's")
+
+
 def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, speed_file: Path | None = None) -> Path:
     """Write the tables, figures, report.md and report.html for the sweeps; returns report.md.
 
     The report is built in a temporary directory beside out_dir and swapped in whole, so a report
-    killed while it is written leaves the previous one intact and no half-written files."""
+    killed while it is written leaves the previous one intact and no half-written files. out_dir is
+    replaced only where check_output allows it."""
     sweep_dirs = [Path(d) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else sweep_dirs)]
     for sweep_dir in sweep_dirs:
         if not sweep_dir.is_dir():
             raise FileNotFoundError(f"no sweep directory at {sweep_dir}")
-    out_dir = Path(out_dir or sweep_dirs[0] / "report").absolute()
+    out_dir = Path(os.path.abspath(out_dir or sweep_dirs[0] / "report"))
+    check_output(out_dir, sweep_dirs)
     staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    (staging / "figures").mkdir(parents=True)
+    remove_abandoned_staging(out_dir)
     try:
+        (staging / "figures").mkdir(parents=True)
+    except OSError as error:  # a file where a folder must be, no permission, a full disk
+        raise UnsafeOutput(f"--out {out_dir}: cannot write beside it ({error.strerror}: {error.filename})") from error
+    try:
+        (staging / REPORT_MARK).write_text("written by python -m bench.report; a later report may replace this directory\n")
         results = load_results(*sweep_dirs)
         write_tables(results, staging)
         sections = build_sections(ReportData(results, sweep_dirs, staging / "figures", speed_file))
@@ -83,6 +119,15 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "report.md"
+
+
+def remove_abandoned_staging(out_dir: Path) -> None:
+    """Remove the temporary directories of builds of this report whose process has ended; those of
+    a build still running (its pid in the name) are left to it, so two builds at once both finish."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):
+        pid = stale.name.removeprefix(f".{out_dir.name}.").split(".")[0]
+        if not (pid.isdigit() and process_alive(int(pid), socket.gethostname())):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def swap_in(staging: Path, out_dir: Path, attempts: int = 5) -> None:
