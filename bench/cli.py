@@ -68,7 +68,34 @@ def job_override_lists(overrides: list[str], multirun: bool, parser: OverridesPa
     if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET:
         return None
     sweep_params = [f"{key}={value}" for key, value in hydra.sweeper.get("params", {}).items()]
-    return expand_sweep(parse(parser, sweep_params + job_overrides))
+    jobs = expand_sweep(parse(parser, sweep_params + job_overrides))
+    if names_jobs_by_overrides(hydra):
+        check_directory_names(jobs, set(hydra.job.config.override_dirname.exclude_keys), parser)
+    return jobs
+
+
+# The longest file name most file systems take (NAME_MAX of ext4, XFS, APFS, tmpfs), in bytes.
+NAME_MAX = 255
+
+
+def names_jobs_by_overrides(hydra: DictConfig) -> bool:
+    """Whether the sweep names each job's directory by its overrides (Hydra's override_dirname)."""
+    return OmegaConf.to_container(hydra.sweep).get("subdir") == "${hydra.job.override_dirname}"
+
+
+def directory_name(job: list[str], excluded: set[str], parser: OverridesParser) -> str:
+    """The directory Hydra's override_dirname gives the job: its overrides but the excluded keys, sorted."""
+    return ",".join(sorted(o.input_line for o in parser.parse_overrides(job) if o.key_or_group not in excluded))
+
+
+def check_directory_names(jobs: list[list[str]], excluded: set[str], parser: OverridesParser) -> None:
+    for job in jobs:
+        name = directory_name(job, excluded, parser)
+        if len(name.encode()) > NAME_MAX:
+            raise ConfigError(
+                f"a job's directory name, made of its overrides, would be {len(name.encode())} bytes, over the {NAME_MAX} a file "
+                "system takes; name jobs by number with hydra.sweep.subdir='${hydra.job.num}', or move settings into an experiment file"
+            )
 
 
 def expand_sweep(overrides: list[Override]) -> list[list[str]]:
@@ -179,14 +206,14 @@ def sweep_job_names(config: DictConfig) -> list[str] | None:
     """The directory names (as hydra.job.override_dirname makes them) of the jobs that a running
     sweep's config asks for, expanded with today's registry; None where that is not knowable."""
     hydra = config.hydra
-    if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET or OmegaConf.to_container(hydra.sweep).get("subdir") != "${hydra.job.override_dirname}":
+    if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET or not names_jobs_by_overrides(hydra):
         return None
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # the running sweep's
     sweep_params = [f"{key}={value}" for key, value in hydra.sweeper.get("params", {}).items()]
     excluded = set(hydra.job.config.override_dirname.exclude_keys)
     try:
         jobs = expand_sweep(parser.parse_overrides(sweep_params + list(hydra.overrides.task)))
-        return [",".join(sorted(o.input_line for o in parser.parse_overrides(job) if o.key_or_group not in excluded)) for job in jobs]
+        return [directory_name(job, excluded, parser) for job in jobs]
     except (HydraException, ConfigError):
         return None
 

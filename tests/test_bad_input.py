@@ -91,6 +91,8 @@ BAD_INPUTS = [
     (["task=copy,induction"], "'task=copy,induction' is a sweep; add -m"),
     (["hydra.mode=MULTIRUN", "variant=standard,nosuch"], "job 'variant=nosuch.*': unknown variant 'nosuch'"),
     (["-m", "variant=glob(nosuch*)"], "the sweep 'variant=glob\\(nosuch\\*\\)' expands to no job"),
+    (["-m", "variant=standard", "task=copy", f"analysis.length_generalisation.factors=[{','.join(['1'] * 130)}]"],
+     "a job's directory name, made of its overrides, would be 334 bytes, over the 255 a file system takes; name jobs by number"),
     (["hydra.mode=MULTIRUN", "task=glob(zzz*)"], r"the sweep 'task=glob\(zzz\*\)' expands to no job"),
     (["train.lr=${oc.env:HOME}"], "cannot resolve the config of 'train.lr=\\$\\{oc.env:HOME\\}': .*could not be converted to Float"),
     (["train.lr=é"], "cannot read 'train.lr=é': the value of key 'train.lr' has characters"),

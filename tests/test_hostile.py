@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_report import result, write_results
 
+from bench.core.measure import ANALYSIS_DIR
+from bench.core.results import MAX_JSON_BYTES, read_json, write_json_atomic
 from bench.report.__main__ import main as report_main
 from bench.report.build import REPORT_MARK, write_report
+from bench.report.records import load_results
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -85,3 +89,98 @@ def test_a_build_leaves_a_running_builds_staging_and_clears_an_ended_ones(projec
         assert live.is_dir() and not dead.exists()
     finally:
         running.kill()
+
+
+def edit(path: str, value):
+    """A change to a record: the value at a dotted path (a number indexes a list) replaced."""
+    def apply(record: dict) -> dict:
+        *parents, last = [int(part) if part.isdigit() else part for part in path.split(".")]
+        node = record
+        for part in parents:
+            node = node[part]
+        node[last] = value
+        return record
+
+    return apply
+
+
+# One hand-edited or damaged record each: it is named and left out, and the report is written.
+BAD_RECORDS = [
+    ("metrics.test.accuracy", "high", 'metrics.test.accuracy is "high", not a number'),
+    ("curve.1.step", "x", 'curve[1].step is "x", not an integer'),
+    ("seed", "zero", 'seed is "zero", not an integer'),
+    ("seed", True, "seed is true, not an integer"),
+    ("status", ["completed"], 'status is ["completed"], not text'),
+    ("metrics", [1, 2], "metrics is [1, 2], not an object"),
+    ("curve", {"a": 1}, 'curve is {"a": 1}, not a list'),
+    ("finished_at", 5, "finished_at is 5, not text"),
+    ("variant", "triple", 'it names variant "triple" but its config ran "standard"'),
+    ("config.train.lr", "fast", "train.lr is 'fast' where the other rows have a number"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD_RECORDS, ids=[f"{p}={v}" for p, v, _ in BAD_RECORDS])
+def test_a_record_of_the_wrong_shape_is_named_and_left_out_and_the_report_is_written(tmp_path, path, value, message):
+    records = {str(seed): result("standard", "copy", seed, 0.9 + seed / 100) for seed in range(3)}
+    records["0"] = edit(path, value)(records["0"])
+    write_results(tmp_path / "sweep", records)
+    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
+    assert "could not be built" not in text
+    assert f"result.json is left out: {message}" in text
+    runs = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index("run")
+    assert runs.loc["0", "status"] == "unreadable" and (runs.loc[["1", "2"], "status"] == "completed").all()
+
+
+SPEED_FILES = [
+    ("[1, 2]", "The speed file is left out: speed.json is not a pytest-benchmark JSON object"),
+    ('{"benchmarks": "x"}', "The speed file is left out: speed.json is not a pytest-benchmark JSON object"),
+    ("{not json", "The speed file is left out: speed.json is not JSON"),
+    ('{"benchmarks": [{"name": "x"}]}', "1 entries of speed.json are left out (the first: not a benchmark with stats)"),
+    ('{"benchmarks": [{"name": "y", "stats": {"median": "fast", "iqr": 0}}]}', "y: its stats have no positive median"),
+    ('{"benchmarks": [{"name": "z", "stats": {"median": 1, "iqr": 0}, "extra_info": {"variant": "standard", "T": "long", "mode": "forward"}}]}',
+     "z: T is 'long'"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), SPEED_FILES, ids=[content[:24] for content, _ in SPEED_FILES])
+def test_a_damaged_speed_file_is_named_in_its_section_and_the_report_is_written(tmp_path, content, message):
+    write_results(tmp_path / "sweep", {"0": result("standard", "copy", 0, 1.0)})
+    (tmp_path / "sweep" / "speed.json").write_text(content)
+    text = write_report(tmp_path / "sweep", tmp_path / "out").read_text()
+    assert "could not be built" not in text and message in text.split("## Speed")[1]
+
+
+def test_a_mistyped_analysis_row_is_left_out_and_the_others_kept(tmp_path):
+    sweep = write_results(tmp_path / "sweep", {str(seed): result("standard", "copy", seed, 1.0) for seed in range(2)})
+    for seed, score in ((0, 0.5), (1, "high")):
+        (sweep / str(seed) / ANALYSIS_DIR).mkdir()
+        write_json_atomic(sweep / str(seed) / ANALYSIS_DIR / "head_scores.json",
+                          {"status": "completed", "rows": [{"layer": 0, "head": 0, "pattern": "induction", "score": score}]})  # fmt: skip
+    rows = load_results(sweep).analyses["head_scores"]
+    assert list(rows["run"]) == ["0"] and list(rows["score"]) == [0.5]
+    assert "could not be built" not in write_report(sweep, tmp_path / "out").read_text()
+
+
+def test_the_same_sweep_named_twice_counts_once(tmp_path):
+    sweep = write_results(tmp_path / "sweep", {str(seed): result("standard", "copy", seed, 1.0) for seed in range(2)})
+    report_main([str(sweep), str(tmp_path / "sweep" / "." ), "--out", str(tmp_path / "out")])
+    assert len(pd.read_parquet(tmp_path / "out" / "results.parquet")) == 2
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_only_regular_files_of_bounded_size_are_read(tmp_path, kind):
+    path = tmp_path / "result.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        with open(path, "wb") as handle:
+            handle.truncate(MAX_JSON_BYTES + 1)
+    with pytest.raises(ValueError, match="not a regular file" if kind != "huge" else "over the"):
+        read_json(path)
+    write_results(tmp_path / "sweep", {"1": result("standard", "copy", 1, 1.0)})
+    (tmp_path / "sweep" / "0").mkdir()
+    os.rename(path, tmp_path / "sweep" / "0" / "result.json")
+    runs = load_results(tmp_path / "sweep").runs.set_index("run")
+    assert runs.loc["0", "status"] == "unreadable" and runs.loc["1", "status"] == "completed"

@@ -78,7 +78,7 @@ def test_the_summary_gives_test_accuracy_with_its_interval_and_lists_what_did_no
     assert "7 runs from 1 sweep: 3 completed, 2 unreadable, 1 failed, 1 running." in text
     assert "| standard  | model  | 0.990 [0.863, 1.000] (n=2) | 0.500 (n=1)" in text
     assert "| 100 (1/2)  " in text
-    assert "RuntimeError: boom" in text and "could not be read as a JSON object" in text
+    assert "RuntimeError: boom" in text and "result.json is not JSON" in text and "result.json is left out: not a JSON object" in text
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep).runs)
     assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 7
 

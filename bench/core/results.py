@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Union
+
+from bench import first_line
 
 RESULT_FILE = "result.json"
 JOBS_FILE = "jobs.json"  # in a sweep's directory: the jobs it asked for when it started
@@ -67,12 +70,97 @@ def write_json_atomic(path: Path, payload: dict[str, Any] | list[Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """The record at path, or None where there is none or it cannot be parsed."""
+# The largest JSON file read back (a record with its curve is tens of kB): a bigger one is damaged.
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in the regular file at path. Raises ValueError, naming the problem, for
+    anything else: no file, a FIFO or device (which would hang or never end), a file over
+    max_bytes, or text that is not JSON."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        status = path.stat()  # follows a link: a link to /dev/zero is a device
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from error
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"{path.name} is not a regular file")
+    if status.st_size > max_bytes:
+        raise ValueError(f"{path.name} is {status.st_size} bytes, over the {max_bytes} a record may have")
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read(max_bytes + 1))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path.name} is not JSON ({first_line(error)})") from error
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The record at path, or None where there is none or it cannot be read as JSON (read_json)."""
+    try:
+        return read_json(path)
+    except ValueError:
         return None
+
+
+# result.json's fields and their kinds; every field may be null. "integer" and "number" exclude
+# booleans, which JSON keeps apart and Python does not.
+RECORD_FIELDS: dict[str, Any] = {
+    "status": str, "variant": str, "task": str, "seed": "integer", "config_hash": str, "error": str,
+    "started_at": str, "finished_at": str, "pid": "integer", "chance_accuracy": "number",
+    "train_set_size": "integer", "steps_run": "integer", "num_threads": "integer", "n_params": "integer",
+    "trained": bool, "control": bool, "train_time_s": "number", "train_tokens_per_s": "number",
+    "wall_time_s": "number", "config": dict, "code": dict, "environment": dict, "analyses": dict,
+    "overrides": list, "metrics": dict, "steps_to_target": dict, "curve": list, "test_slices": list,
+}  # fmt: skip
+
+
+def is_kind(value: Any, kind: Any) -> bool:
+    if value is None:
+        return True
+    if kind in ("integer", "number"):
+        number_types = int if kind == "integer" else (int, float)
+        return isinstance(value, number_types) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+KIND_NAMES = {"integer": "an integer", "number": "a number", str: "text", bool: "true or false", dict: "an object", list: "a list"}
+# Values of a test-set slice row: its slice's name, the value it takes, and counts.
+SLICE_VALUE = (str, int, float)
+
+
+def nested_fields(record: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(key, value, kind) of every value inside the metrics, steps to target, curve and slices."""
+    for split, values in record.get("metrics").items():
+        yield f"metrics.{split}", values, dict
+        if isinstance(values, dict):
+            yield from ((f"metrics.{split}.{key}", value, "number") for key, value in values.items())
+    yield from ((f"steps_to_target.{split}", value, "integer") for split, value in record.get("steps_to_target").items())
+    for field, value_kind in (("curve", "number"), ("test_slices", SLICE_VALUE)):
+        for index, row in enumerate(record.get(field)):
+            yield f"{field}[{index}]", row, dict
+            if isinstance(row, dict):
+                yield from ((f"{field}[{index}].{key}", value, "integer" if key == "step" else value_kind) for key, value in row.items())
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with a result record read back, in a few words; None for a sound one. Its
+    fields have their kinds (RECORD_FIELDS), each metric and curve value is a number, and the
+    variant, task and seed it names are those of the config it ran."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in RECORD_FIELDS.items():
+        if not is_kind(record.get(key), kind):
+            return f"{key} is {json.dumps(record[key])[:40]}, not {KIND_NAMES[kind]}"
+    filled = {**record, **{key: record.get(key) or {} for key in ("metrics", "steps_to_target", "config")},
+              **{key: record.get(key) or [] for key in ("curve", "test_slices")}}  # fmt: skip
+    for key, value, kind in nested_fields(filled):
+        if not is_kind(value, kind):
+            return f"{key} is {json.dumps(value)[:40]}, not {KIND_NAMES.get(kind, 'a number or text')}"
+    config = filled["config"]
+    for key, ran in (("variant", config.get("variant")), ("task", config.get("task")), ("seed", config.get("seed"))):
+        ran = ran.get("name") if isinstance(ran, dict) else ran
+        if config and record.get(key) != ran:
+            return f"it names {key} {json.dumps(record.get(key))} but its config ran {json.dumps(ran)}"
+    return None
 
 
 CLAIM_FILE = ".claim"

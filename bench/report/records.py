@@ -5,6 +5,9 @@ and analysis rows. Which of these runs a report uses is bench.report.protocol's 
 """
 from __future__ import annotations
 
+import logging
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from bench.core.measure import stored_rows
-from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_result
+from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_json, read_result, record_problem
 
+log = logging.getLogger(__name__)
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
 # Test accuracy a run must reach and keep to the end of its curve to count as grokked.
 GROKKED = 0.95
@@ -40,13 +44,19 @@ def load_results(*sweep_dirs: Path) -> Results:
     """Every result.json under the sweep directories, one row per config."""
     runs, curves, slices, records, job_dirs = [], [], [], {}, {}
     analysis_rows: dict[str, list[dict]] = {}
-    for sweep_dir in map(Path, sweep_dirs):
+    sweep_dirs = tuple(dict.fromkeys(Path(os.path.abspath(d)) for d in sweep_dirs))  # a sweep named twice counts once
+    for sweep_dir in sweep_dirs:
         for path in sorted(sweep_dir.rglob(RESULT_FILE)):
             relative = str(path.parent.relative_to(sweep_dir))
             run_id = relative if len(sweep_dirs) == 1 else f"{sweep_dir.name}/{relative}"
-            record = read_result(path)
-            if not isinstance(record, dict):
-                runs.append({"run": run_id, "status": "unreadable", "error": f"{RESULT_FILE} could not be read as a JSON object"})
+            try:
+                record = read_json(path)
+            except ValueError as error:
+                runs.append({"run": run_id, "status": "unreadable", "error": str(error)})
+                continue
+            problem = record_problem(record)
+            if problem is not None:
+                runs.append({"run": run_id, "status": "unreadable", "error": f"{RESULT_FILE} is left out: {problem}"})
                 continue
             records[run_id], job_dirs[run_id] = record, path.parent
             runs.append({"run": run_id, **run_row(record)})
@@ -56,15 +66,57 @@ def load_results(*sweep_dirs: Path) -> Results:
             for name, rows in stored_rows(path.parent).items():
                 analysis_rows.setdefault(name, []).extend({"run": run_id, **row} for row in rows if isinstance(row, dict))
         runs += unstartable_rows(sweep_dir, len(sweep_dirs) > 1)
-    runs = pd.DataFrame(runs)
+    runs = set_aside_mistyped(pd.DataFrame(runs))
     runs = latest_per_config(runs.reindex(columns=[*runs.columns, *(c for c in EXPECTED_COLUMNS if c not in runs.columns)]))
     kept = set(runs["run"])
     return Results(
         runs, rows_of(curves, kept), rows_of(slices, kept),
-        {name: rows_of(rows, kept) for name, rows in analysis_rows.items()},
+        {name: drop_mistyped(rows_of(rows, kept), f"analysis {name}") for name, rows in analysis_rows.items()},
         {run: path for run, path in job_dirs.items() if run in kept},
         {run: record for run, record in records.items() if run in kept},
     )  # fmt: skip
+
+
+def value_kind(value: Any) -> str | None:
+    """number, text, flag or other; None for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "flag"
+    return "number" if isinstance(value, (int, float)) else "text" if isinstance(value, str) else "other"
+
+
+def mistyped(table: pd.DataFrame) -> dict[int, str]:
+    """Rows (by index) holding a value of another kind than the rest of its column (text among
+    numbers, say), each with the first such column: one hand-edited record must not change a column
+    for every run, nor stop its table from being written."""
+    found: dict[int, str] = {}
+    for column in table.columns[table.dtypes == object]:
+        kinds = table[column].map(value_kind)
+        counts = kinds.value_counts()
+        if len(counts) < 2:
+            continue
+        usual = max(counts.index, key=lambda kind: (counts[kind], kind == "number"))
+        for index in kinds.index[kinds.notna() & (kinds != usual)]:
+            found.setdefault(index, f"{column} is {table.at[index, column]!r} where the other rows have a {usual}")
+    return found
+
+
+def set_aside_mistyped(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose record holds a value of the wrong kind for its column become unreadable, named."""
+    for index, problem in mistyped(runs.drop(columns=["error"], errors="ignore")).items():
+        run = runs.at[index, "run"]
+        runs.loc[index] = None
+        runs.loc[index, ["run", "status", "error"]] = [run, "unreadable", f"{RESULT_FILE} is left out: {problem}"]
+    return runs
+
+
+def drop_mistyped(rows: pd.DataFrame, what: str) -> pd.DataFrame:
+    """The rows without a value of the wrong kind for its column; each dropped row is named in the log."""
+    problems = mistyped(rows)
+    for index, problem in problems.items():
+        log.warning("%s: a row of run %s is left out: %s", what, rows.at[index, "run"], problem)
+    return rows.drop(index=list(problems)).reset_index(drop=True) if problems else rows
 
 
 def unstartable_rows(sweep_dir: Path, prefixed: bool) -> list[dict[str, Any]]:

@@ -6,13 +6,13 @@ written into the sweep directory), never from a file another run left behind.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analyses import Block, Figure
+from bench.core.results import is_kind, read_json
 from bench.report import figures
 from bench.report.sections.base import ReportData, ReportSection
 from bench.speed import REFERENCE
@@ -37,13 +37,36 @@ class Speed(ReportSection):
         return speed_blocks(data.speed_file or default_speed_file(data.sweep_dirs), variant_names, data.figure_dir)
 
 
-def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:
-    """(timings, matmul ceiling in GFLOP/s, machine info) from a pytest-benchmark JSON file."""
-    data = json.loads(Path(path).read_text())
-    rows, ceiling = [], None
-    for benchmark in data.get("benchmarks", []):
+# The fields of a speed-suite entry that the section reads, with their kinds (bench.core.results.is_kind).
+ENTRY_FIELDS = {"variant": str, "mode": str, "T": "integer", "batch": "integer", "flops": "number",
+                "flops_source": str, "tokens_per_s": "number", "peak_memory_bytes": "integer"}  # fmt: skip
+
+
+def entry_problem(benchmark: Any) -> str | None:
+    """What keeps one pytest-benchmark entry out of the section; None for a sound one."""
+    if not isinstance(benchmark, dict) or not isinstance(benchmark.get("stats"), dict) or not isinstance(benchmark.get("extra_info", {}), dict):
+        return "not a benchmark with stats"
+    stats, info = benchmark["stats"], benchmark.get("extra_info", {})
+    if not all(is_kind(stats.get(key), "number") and stats.get(key) is not None for key in ("median", "iqr")) or stats["median"] <= 0:
+        return f"{benchmark.get('name', '?')}: its stats have no positive median and iqr"
+    wrong = [key for key, kind in ENTRY_FIELDS.items() if not is_kind(info.get(key), kind)]
+    return f"{benchmark.get('name', '?')}: {wrong[0]} is {info[wrong[0]]!r}" if wrong else None
+
+
+def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any], list[str]]:
+    """(timings, matmul ceiling in GFLOP/s, machine info, entries left out with why) from a
+    pytest-benchmark JSON file. Raises ValueError, naming the problem, for a file that is no such JSON."""
+    data = read_json(Path(path))
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ValueError(f"{Path(path).name} is not a pytest-benchmark JSON object with a list of benchmarks")
+    rows, ceiling, left_out = [], None, []
+    for benchmark in data["benchmarks"]:
+        problem = entry_problem(benchmark)
+        if problem is not None:
+            left_out.append(problem)
+            continue
         info, median = benchmark.get("extra_info", {}), benchmark["stats"]["median"]
-        if info.get("mode") == "matmul":
+        if info.get("mode") == "matmul" and info.get("flops"):
             ceiling = info["flops"] / median / 1e9
         elif {"variant", "T", "mode"} <= info.keys():
             rows.append({
@@ -53,16 +76,21 @@ def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any]]:
                 "flops_source": info.get("flops_source"),
                 "tokens_per_s": info.get("tokens_per_s"), "peak_memory_mb": (info.get("peak_memory_bytes") or 0) / 2**20,
             })  # fmt: skip
-    machine = {**data.get("machine_info", {}), "datetime": data.get("datetime")}
-    return pd.DataFrame(rows), ceiling, machine
+    machine_info = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    machine = {**machine_info, "datetime": data.get("datetime")}
+    return pd.DataFrame(rows), ceiling, machine, left_out
 
 
 def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: Path) -> list[Block]:
     if speed_file is None or not Path(speed_file).exists():
         return []
-    timings, ceiling, machine = load_speed(speed_file)
+    try:
+        timings, ceiling, machine, left_out = load_speed(speed_file)
+    except ValueError as error:
+        return [f"The speed file is left out: {error}."]
+    notes: list[Block] = [f"{len(left_out)} entries of {Path(speed_file).name} are left out (the first: {left_out[0]})."] if left_out else []
     if timings.empty:
-        return []
+        return notes
     timings = timings[timings["variant"].isin(variant_names | {REFERENCE})]
     if not (set(timings["variant"]) - {REFERENCE}):
         return []
@@ -77,9 +105,11 @@ def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: P
     table.columns = [str(column) if column in ("mode", "variant") else f"T={column}" for column in table.columns]
     steps = timings[timings["mode"] == "train_step"][["variant", "T", "batch", "median_ms", "iqr_ms", "tokens_per_s"]]
     sources = ", ".join(sorted(f"{v}: {s}" for v, s in layers[["variant", "flops_source"]].dropna().drop_duplicates().itertuples(index=False)))
+    cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
     blocks: list[Block] = [
+        *notes,
         f"From {Path(speed_file).name}, measured {machine.get('datetime', '?')} on "
-        f"{machine.get('cpu', {}).get('brand_raw', machine.get('machine', '?'))}: one attention layer, forward and "
+        f"{cpu.get('brand_raw', machine.get('machine', '?'))}: one attention layer, forward and "
         "forward + backward, at a fixed number of tokens per batch; median over rounds. Each cell: median time "
         "(ratio to raw scaled_dot_product_attention with the same projections, measured in the same run; share of this "
         f"machine's float32 matmul ceiling{f' of {ceiling:.1f} GFLOP/s' if ceiling else ''}). FLOPs follow the "
