@@ -8,11 +8,13 @@ any job trains or writes a result. A sweep is any command that Hydra runs in mul
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import itertools
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -131,26 +133,53 @@ def check_job(overrides: list[str], parser: OverridesParser, config_name: str) -
                 raise ConfigError(
                     f"unknown {override.key_or_group} '{override.value()}'; allowed: {', '.join(choices)}"
                 )
+        if override.key_or_group in (f"{group}.name" for group in GROUPS):
+            group = override.key_or_group.split(".")[0]
+            raise ConfigError(f"'{override.input_line}': a {group}'s name is its choice; choose it with {group}=<name>, allowed: "
+                              f"{', '.join(loader.get_group_options(group))}")  # fmt: skip
+    from bench.core.config import declared_type, validate  # torch: not for --help
+
     try:
         cfg = compose(config_name, overrides=overrides)
     except HydraException as error:
-        groups_only = [o.input_line for o in parsed if o.key_or_group in GROUPS]
-        check_keys_exist(compose(config_name, overrides=groups_only), parsed)
+        groups_only = [o.input_line for o in parsed if o.key_or_group in GROUPS or o.key_or_group in ADDABLE_GROUPS]
+        try:
+            chosen = compose(config_name, overrides=groups_only)
+        except HydraException as clash:  # e.g. an experiment that sets keys the chosen task lacks
+            raise ConfigError(f"'{' '.join(groups_only)}' do not go together: {' '.join(str(clash).split())}") from clash
+        check_keys_exist(chosen, parsed)
         raise ConfigError(f"invalid value in {' '.join(overrides)}: {first_line(error)}") from error
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as error:  # an interpolation that cannot resolve, e.g. ${oc.env:HOME} for a number
         raise ConfigError(f"cannot resolve the config of '{' '.join(overrides)}': {first_line(error)}") from error
-    from bench.core.config import validate  # torch: not for --help
-
+    for override in parsed:
+        check_kind(override, declared_type(cfg, override.key_or_group), cfg)
     validate(cfg)
+
+
+def check_kind(override: Override, declared: Any, cfg: DictConfig) -> None:
+    """A value of the kind its key declares, where the config would convert it silently: a section
+    (a group of keys) takes no single value, and a flag only true or false, not 2 or 'yes'."""
+    if override.key_or_group in GROUPS or override.key_or_group in ADDABLE_GROUPS or override.is_sweep_override():
+        return
+    value = override.value()
+    if (dataclasses.is_dataclass(declared) or isinstance(OmegaConf.select(cfg, override.key_or_group), DictConfig)) and not isinstance(value, dict):
+        node = OmegaConf.select(cfg, override.key_or_group)
+        keys = list(node.keys()) if isinstance(node, DictConfig) else [f.name for f in dataclasses.fields(declared)]
+        raise ConfigError(f"'{override.input_line}': {override.key_or_group} is a section of keys, not a value; "
+                          f"set one of its keys, e.g. {override.key_or_group}.{keys[0]}=...; allowed keys: {', '.join(keys)}")  # fmt: skip
+    if declared is bool and not isinstance(value, bool):
+        raise ConfigError(f"'{override.input_line}': {override.key_or_group} is a flag; allowed: true, false")
 
 
 def check_keys_exist(cfg: DictConfig, parsed: list) -> None:
     for override in parsed:
         key = override.key_or_group
-        if key in GROUPS:
+        if key in GROUPS or key in ADDABLE_GROUPS:
             continue
+        if isinstance(OmegaConf.select(cfg, key), DictConfig) and not isinstance(override.value(), dict):
+            check_kind(override, None, cfg)
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if isinstance(node, DictConfig) and leaf in node:
@@ -158,6 +187,8 @@ def check_keys_exist(cfg: DictConfig, parsed: list) -> None:
         if not isinstance(node, DictConfig):
             parent, node = "", cfg
         where = f" in '{parent}'" if parent else ""
+        if not node.keys():
+            raise ConfigError(f"unknown config key '{key}'; '{parent}' has no options")
         raise ConfigError(f"unknown config key '{key}'; allowed keys{where}: {', '.join(node.keys())}")
 
 
@@ -289,7 +320,7 @@ def main() -> None:
     if not (args.hydra_help or args.info or args.shell_completion):
         try:
             check_command_line(args.overrides, args.multirun, args.config_name or CONFIG_NAME)
-        except ConfigError as error:
-            print(f"bench: error: {error}", file=sys.stderr)
+        except ConfigError as error:  # one line, even where the input that caused it has a line break
+            print("bench: error:", str(error).replace("\n", "\\n"), file=sys.stderr)
             raise SystemExit(2) from None
     run_hydra_app()

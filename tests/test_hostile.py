@@ -184,3 +184,11 @@ def test_only_regular_files_of_bounded_size_are_read(tmp_path, kind):
     os.rename(path, tmp_path / "sweep" / "0" / "result.json")
     runs = load_results(tmp_path / "sweep").runs.set_index("run")
     assert runs.loc["0", "status"] == "unreadable" and runs.loc["1", "status"] == "completed"
+
+
+def test_a_run_that_never_finished_says_why_it_is_not_in_the_tables(tmp_path):
+    elsewhere = {"hostname": "another-machine"}
+    sweep = write_results(tmp_path / "sweep", {"0": result("standard", "copy", 0, 1.0),
+                                               "1": result("standard", "copy", 1, 0.0, status="running", pid=1, environment=elsewhere)})  # fmt: skip
+    runs = load_results(sweep).runs.set_index("run")
+    assert runs.loc["1", "error"].startswith("started on another-machine, which this machine cannot check")

@@ -230,6 +230,28 @@ def build_analyses(cfg: DictConfig, names: list[str] | None = None) -> dict[str,
     return {name: analyses.ANALYSES[name](**options(cfg.analysis[name])) for name in names or analyses.ANALYSES}
 
 
+# The float type the model computes in: an option it cannot hold would be infinite or zero there.
+FLOAT32 = torch.finfo(torch.float32)
+
+
+def declared_type(cfg: DictConfig, key: str) -> Any:
+    """The type the schemas declare for a dotted key of cfg (a dataclass for a section); None for
+    a key they do not know."""
+    parts = key.split(".")
+    if parts[0] in ("variant", "task") and len(parts) > 1:
+        schema, rest = SCHEMAS.get((parts[0], cfg[parts[0]].name)), parts[1:]
+    elif parts[0] == "analysis":
+        schema, rest = (analysis_schema(), []) if len(parts) == 1 else (SCHEMAS.get(("analysis", parts[1])), parts[2:])
+    else:
+        schema, rest = Config, parts
+    for part in rest:
+        hints = typing.get_type_hints(schema) if dataclasses.is_dataclass(schema) else {}
+        if part not in hints:
+            return None
+        schema = hints[part]
+    return schema
+
+
 def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
     """Every float finite, every ranged number in range, every choice allowed, recursively."""
     types = typing.get_type_hints(schema)
@@ -240,6 +262,8 @@ def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}={value} is not a finite number")
+        if isinstance(value, float) and not (value == 0 or FLOAT32.tiny <= abs(value) <= FLOAT32.max):
+            raise ConfigError(f"{key}={value} is beyond float32, which the model computes in; allowed: 0 or a magnitude in [{FLOAT32.tiny:.3g}, {FLOAT32.max:.3g}]")
         if "range" in spec.metadata and value is not None:
             for item in value if isinstance(value, ListConfig) else [value]:
                 if not spec.metadata["range"].holds(item):
@@ -259,8 +283,10 @@ def validate(cfg: DictConfig) -> None:
         check_fields(cfg.analysis[name], SCHEMAS["analysis", name], f"analysis.{name}")
     check_device(cfg.device)
     for key in cfg.protocol.select_on:
-        if OmegaConf.select(cfg, key) is None or key.split(".")[0] not in ("train", "model", "task", "variant"):
-            raise ConfigError(f"protocol.select_on names '{key}', which is not a train, model, task or variant key of this config")
+        value = OmegaConf.select(cfg, key)
+        if value is None or isinstance(value, (DictConfig, ListConfig)) or key.split(".")[0] not in ("train", "model", "task", "variant"):
+            raise ConfigError(f"protocol.select_on names '{key}', which is not a train, model, task or variant key of this config "
+                              "(a key with one value, e.g. train.lr)")  # fmt: skip
     if cfg.task.seq_len > cfg.model.max_seq_len:
         raise ConfigError(
             f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="

@@ -151,15 +151,24 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     steps_to_target = record.get("steps_to_target") if isinstance(record.get("steps_to_target"), dict) else {}
     row = {key: record.get(key) for key in RUN_COLUMNS}
-    if row["status"] == "running" and process_alive(record.get("pid"), environment.get("hostname")) is False:
-        row.update(status="killed", error="its process ended without recording a result (killed?); run the sweep again to redo it")
+    if row["status"] == "running":
+        alive = process_alive(record.get("pid"), environment.get("hostname"))
+        row["error"] = {
+            False: "its process ended without recording a result (killed?); run the sweep again to redo it",
+            True: f"still running as process {record.get('pid')}",
+            None: f"started on {environment.get('hostname') or 'a machine it did not name'}, which this machine cannot check: "
+                  "still running there, or stopped",
+        }[alive]
+        if alive is False:
+            row["status"] = "killed"
     for split, values in metrics.items():
         if isinstance(values, dict):
             row.update({f"{split}_{key}": value for key, value in values.items()})
     row["steps_to_target"] = steps_to_target.get("test")
     row["steps_to_grok"] = steps_to_grok(record.get("curve"))
-    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "error", "config_hash"):
+    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "config_hash"):
         row[key] = record.get(key)
+    row["error"] = record.get("error") or row.get("error")
     for key in ("git_commit", "git_dirty", "command", "machine"):
         row[key] = environment.get(key)
     row["versions"] = ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items()) if isinstance(environment.get("versions"), dict) else None
