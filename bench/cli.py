@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench import CONF_DIR, CONFIG_NAME, ConfigError, first_line
+from bench.launch_checks import check_config_dir, check_launch, check_modes
 from plugin.compat import BASIC_SWEEPER_TARGET, hydra_argument_parser
 
 GROUPS = ("variant", "task")
@@ -202,13 +203,6 @@ def check_added_groups(parsed: list) -> None:
                 raise ConfigError(f"'{override.input_line}': choose one with +{override.key_or_group}=<name>; allowed: {', '.join(choices)}")
 
 
-def is_multirun(overrides: list[str], multirun_flag: bool, parser: OverridesParser, config_name: str) -> bool:
-    if multirun_flag:
-        return True
-    hydra_overrides = [o.input_line for o in parse(parser, overrides) if o.is_hydra_override() or o.key_or_group in ADDABLE_GROUPS]
-    return hydra_config(hydra_overrides, parser, config_name).get("mode") == RunMode.MULTIRUN
-
-
 def check_command_line(overrides: list[str], multirun: bool, config_name: str = CONFIG_NAME) -> int | None:
     """Raise ConfigError for the first job of the command that cannot run; returns the job count
     (None where a sweeper other than Hydra's basic one picks the jobs)."""
@@ -216,7 +210,9 @@ def check_command_line(overrides: list[str], multirun: bool, config_name: str = 
         parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
         parsed = parse(parser, overrides)
         check_added_groups(parsed)
-        multirun = is_multirun(overrides, multirun, parser, config_name)
+        hydra = hydra_config([o.input_line for o in parsed if o.is_hydra_override() or o.key_or_group in ADDABLE_GROUPS], parser, config_name)
+        multirun = multirun or hydra.get("mode") == RunMode.MULTIRUN
+        check_launch(hydra, multirun)
         jobs = job_override_lists(overrides, multirun, parser, config_name)
         if jobs is None:
             return None
@@ -319,6 +315,8 @@ def main() -> None:
     register_configs()
     if not (args.hydra_help or args.info or args.shell_completion):
         try:
+            check_modes(args)
+            check_config_dir(args.config_dir)
             check_command_line(args.overrides, args.multirun, args.config_name or CONFIG_NAME)
         except ConfigError as error:  # one line, even where the input that caused it has a line break
             print("bench: error:", str(error).replace("\n", "\\n"), file=sys.stderr)

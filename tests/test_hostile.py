@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 from test_report import result, write_results
 
+from bench.cli import main as bench_main
 from bench.core.measure import ANALYSIS_DIR
 from bench.core.results import MAX_JSON_BYTES, read_json, write_json_atomic
 from bench.report.__main__ import main as report_main
@@ -192,3 +195,34 @@ def test_a_run_that_never_finished_says_why_it_is_not_in_the_tables(tmp_path):
                                                "1": result("standard", "copy", 1, 0.0, status="running", pid=1, environment=elsewhere)})  # fmt: skip
     runs = load_results(sweep).runs.set_index("run")
     assert runs.loc["1", "error"].startswith("started on another-machine, which this machine cannot check")
+
+
+# Hydra's own options (issue 26, class 4): each refused before anything is written.
+HYDRA_OPTIONS = [
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is not a worker count"),
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=-100000"], "hydra.launcher.n_jobs=-100000 is not a worker count"),
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.backend=foo"], "hydra.launcher.backend='foo' is unknown to joblib; allowed: null"),
+    (["-m", "hydra.sweeper.max_batch_size=-1"], "hydra.sweeper.max_batch_size=-1 is not a positive count"),
+    (["-m", "train.lr=interval(0,1)"], "is a INTERVAL_SWEEP sweep, which the basic sweeper cannot expand"),
+    (["-m", "hydra.sweep.dir=afile"], "hydra.sweep.dir=afile cannot be made: .*afile is a file, not a folder"),
+    (["-m", "hydra.sweep.dir=afile/sub"], "hydra.sweep.dir=afile/sub cannot be made: .*afile is a file"),
+    (["hydra.run.dir=afile/run"], "hydra.run.dir=afile/run cannot be made: .*afile is a file"),
+    (["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-5"], "hydra.launcher.timeout_min=-5 is out of range; allowed: >= 1"),
+    (["--cfg", "job", "-m"], "--multirun and --cfg cannot be used together"),
+    (["--config-dir", "no_such_dir"], "--config-dir no_such_dir is not a directory"),
+]
+if shutil.which("srun") is None:
+    HYDRA_OPTIONS.append((["-m", "hydra/launcher=slurm"], "the SLURM launcher needs srun, which this machine lacks"))
+
+
+@pytest.mark.parametrize(("arguments", "message"), HYDRA_OPTIONS, ids=[" ".join(a) for a, _ in HYDRA_OPTIONS])
+def test_a_hydra_option_that_cannot_work_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file where a folder would go\n")
+    monkeypatch.setattr(sys, "argv", ["bench", *arguments, "+debug=tiny", "variant=standard", "task=copy", "train.steps=1"])
+    with pytest.raises(SystemExit) as exited:
+        bench_main()
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and error.count("\n") == 1 and error.startswith("bench: error: ")
+    assert re.search(message, error), error
+    assert [path.name for path in tmp_path.iterdir()] == ["afile"], "nothing written"
