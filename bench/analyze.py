@@ -36,14 +36,14 @@ def analyze_run(job_dir: Path, names: list[str]) -> dict[str, str] | str:
     if not isinstance(record, dict) or record.get("status") != "completed":
         return "not a completed run"
     if not (job_dir / WEIGHTS_FILE).exists():
-        return f"no {WEIGHTS_FILE} (trained before weights were saved)"
+        return f"no {WEIGHTS_FILE} (deleted, or trained before weights were saved): run the sweep again to train it anew"
     try:
         cfg = recorded_config(record)
         if record.get("num_threads"):
             torch.set_num_threads(record["num_threads"])
         device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
-        model = load_weights(build_model(cfg), job_dir).to(device)
+        model = load_weights(build_model(cfg), job_dir, record).to(device)
     except Exception as error:  # a damaged weights file or a config today's code refuses: this run only
         return f"cannot be rebuilt from its record and weights ({type(error).__name__}: {first_line(error)})"
     return run_analyses(model, build_task(cfg), cfg, device, job_dir, names)

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from test_report import result, write_results
 
+from bench.analyze import main as analyze
 from bench.cli import main as bench_main
-from bench.core.measure import ANALYSIS_DIR
+from bench.core.job import run
+from bench.core.measure import ANALYSIS_DIR, WEIGHTS_FILE, weights_intact
 from bench.core.results import MAX_JSON_BYTES, read_json, write_json_atomic
 from bench.report.__main__ import main as report_main
 from bench.report.build import REPORT_MARK, write_report
@@ -226,3 +228,30 @@ def test_a_hydra_option_that_cannot_work_is_refused_in_one_line_and_nothing_is_w
     assert exited.value.code == 2 and error.count("\n") == 1 and error.startswith("bench: error: ")
     assert re.search(message, error), error
     assert [path.name for path in tmp_path.iterdir()] == ["afile"], "nothing written"
+
+
+QUICK = ("+debug=tiny", "train.steps=10", "train.eval_every=10", "analysis.length_generalisation.factors=[1]")
+
+
+@pytest.mark.parametrize("damage", ["swapped", "truncated", "deleted"])
+def test_weights_that_are_not_the_recorded_ones_are_refused_and_a_rerun_repairs_them(make_config, tmp_path, capsys, damage):
+    sweep = tmp_path / "sweep"
+    jobs = {seed: make_config(*QUICK, f"seed={seed}") for seed in (0, 1)}
+    first = {seed: run(cfg, sweep / str(seed), single_run=False, overrides=[]) for seed, cfg in jobs.items()}
+    assert all(len(record["weights_sha256"]) == 64 for record in first.values())
+    weights = [sweep / str(seed) / WEIGHTS_FILE for seed in jobs]
+    if damage == "swapped":
+        contents = [path.read_bytes() for path in weights]
+        for path, content in zip(weights, reversed(contents)):
+            path.write_bytes(content)
+    elif damage == "truncated":
+        weights[0].write_bytes(weights[0].read_bytes()[:100])
+    else:
+        weights[0].unlink()
+    analyze([str(sweep), "--no-report"])
+    refused = capsys.readouterr().err
+    assert "0: cannot be rebuilt" in refused or "0: no model.safetensors" in refused, refused
+    again = {seed: run(cfg, sweep / str(seed), single_run=False, overrides=[]) for seed, cfg in jobs.items()}
+    damaged = {0, 1} if damage == "swapped" else {0}
+    assert {seed for seed in jobs if again[seed]["finished_at"] != first[seed]["finished_at"]} == damaged, "exactly the damaged jobs re-train"
+    assert all(weights_intact(sweep / str(seed), again[seed]) for seed in jobs)

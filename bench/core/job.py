@@ -41,7 +41,7 @@ import tasks
 import variants
 from bench import CONF_DIR, CONFIG_NAME
 from bench.core.config import build_model, build_task, options, run_identity, validate
-from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights
+from bench.core.measure import WEIGHTS_FILE, load_weights, now, run_analyses, save_weights, weights_hash, weights_intact
 from bench.core.results import (
     JOBS_FILE,
     RESULT_FILE,
@@ -92,10 +92,12 @@ def run(
     result_path = output_dir / RESULT_FILE
     previous = read_result(result_path)
     if already_done(previous, current, cfg):
-        log.info("%s: already %s for this config and code, skipped (resume=false runs it again)", result_path, previous["status"])
-        if previous["status"] == "completed":
-            refresh_analyses(cfg, output_dir)
-        return previous
+        if previous["status"] != "completed" or weights_intact(output_dir, previous):
+            log.info("%s: already %s for this config and code, skipped (resume=false runs it again)", result_path, previous["status"])
+            if previous["status"] == "completed":
+                refresh_analyses(cfg, output_dir, previous)
+            return previous
+        log.warning("%s: its %s is missing, damaged or another run's; the job is run again", output_dir, WEIGHTS_FILE)
     if isinstance(previous, dict) and previous.get("config_hash") == current["config_hash"] and previous.get("code") != current["code"]:
         log.warning("%s was recorded with other code (%s); it is run again", result_path, previous.get("code"))
     record: dict[str, Any] = {
@@ -135,6 +137,8 @@ def run(
         if single_run:
             raise
     finally:
+        if record["status"] == "completed" and (output_dir / WEIGHTS_FILE).is_file():
+            record["weights_sha256"] = weights_hash(output_dir)
         record.update(wall_time_s=time.perf_counter() - started, finished_at=now())
         write_json_atomic(result_path, record)
         release(output_dir)
@@ -180,14 +184,11 @@ def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]
 CODE_THAT_MAKES_THE_NUMBERS = [bench.core.model, bench.core.train, options, build_task, build_model, execute]
 
 
-def refresh_analyses(cfg: DictConfig, output_dir: Path) -> None:
+def refresh_analyses(cfg: DictConfig, output_dir: Path, record: dict[str, Any]) -> None:
     """Re-run, from the saved weights, the analyses of a completed job whose output is not current."""
-    if not (output_dir / WEIGHTS_FILE).exists():
-        log.warning("%s has no %s: its analyses cannot be brought up to date without training", output_dir, WEIGHTS_FILE)
-        return
     try:
         device = torch.device(cfg.device)
-        model = load_weights(build_model(cfg), output_dir).to(device)
+        model = load_weights(build_model(cfg), output_dir, record).to(device)
         run_analyses(model, build_task(cfg), cfg, device, output_dir, only_stale=True)
     except Exception:  # the job's result stands; a stale analysis is the report's to show
         log.exception("could not bring the analyses of %s up to date", output_dir)

@@ -11,6 +11,7 @@ failed with its error: the trained run stays completed and the other analyses st
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,9 +129,39 @@ def save_weights(model: nn.Module, job_dir: Path) -> Path:
     return path
 
 
-def load_weights(model: nn.Module, job_dir: Path) -> nn.Module:
+def weights_hash(job_dir: Path) -> str:
+    """The SHA-256 of a job's saved weights: its record holds it, so that damaged or swapped
+    weights are found before anything reads them."""
+    digest = hashlib.sha256()
+    with open(job_dir / WEIGHTS_FILE, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_weights(model: nn.Module, job_dir: Path, record: dict[str, Any] | None = None) -> nn.Module:
+    """The job's saved weights into model; ValueError where they are not the ones its record
+    names (a record from before weights were hashed is taken at its word)."""
+    expected = (record or {}).get("weights_sha256")
+    if expected is not None and weights_hash(job_dir) != expected:
+        raise ValueError(f"{WEIGHTS_FILE} is not the file its record names (damaged, or swapped with another run's)")
     model.load_state_dict(load_file(job_dir / WEIGHTS_FILE))
     return model
+
+
+def weights_intact(job_dir: Path, record: dict[str, Any]) -> bool:
+    """Whether a completed job's weights are there and are the ones its record names (read whole
+    where the record names none)."""
+    path = job_dir / WEIGHTS_FILE
+    if not path.is_file():
+        return False
+    if record.get("weights_sha256") is not None:
+        return weights_hash(job_dir) == record["weights_sha256"]
+    try:
+        load_file(path)
+    except Exception:  # safetensors raises its own error for a truncated or garbled file
+        return False
+    return True
 
 
 def stored_rows(job_dir: Path) -> dict[str, list[dict[str, Any]]]:
