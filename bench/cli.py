@@ -14,7 +14,7 @@ import itertools
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -27,6 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from bench import CONF_DIR, CONFIG_NAME, ConfigError, first_line
 from bench.launch_checks import check_config_dir, check_launch, check_modes
 from plugin.compat import BASIC_SWEEPER_TARGET, hydra_argument_parser
+
+if TYPE_CHECKING:
+    from bench.core.memory import MemoryEstimate
 
 GROUPS = ("variant", "task")
 # Config groups outside the defaults list, added with +group=name (e.g. +experiment=mqar, +debug=tiny).
@@ -321,4 +324,19 @@ def main() -> None:
         except ConfigError as error:  # one line, even where the input that caused it has a line break
             print("bench: error:", str(error).replace("\n", "\\n"), file=sys.stderr)
             raise SystemExit(2) from None
+    if args.cfg and not args.multirun:
+        print(f"# memory estimate: {job_memory(args.overrides).describe()}")
     run_hydra_app()
+
+
+def job_memory(overrides: list[str]) -> MemoryEstimate:
+    """The memory estimate of the single job the overrides describe (printed with --cfg)."""
+    import torch
+
+    from bench.core.config import build_model, build_task, compose_config
+    from bench.core.memory import estimate_memory
+
+    cfg = compose_config([o for o in overrides if not o.startswith("hydra")])
+    with torch.device("meta"):
+        model = build_model(cfg)
+    return estimate_memory(cfg, model, build_task(cfg))

@@ -62,3 +62,37 @@ def cpu_memory_events(profiler: Any) -> list[int]:
         for event in profiler.profiler.kineto_results.events()
         if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
     ]
+
+
+def peak_live_bytes(run: Any) -> int:
+    """The peak of the bytes held by the tensors that `run` creates and that are still alive, as
+    torch's dispatcher hands them out: on the meta device, what a run would need, without
+    allocating it.
+
+    Why private: the dispatcher's Python hook, ``TorchDispatchMode``, lives in
+    ``torch.utils._python_dispatch``; the public profiler records real allocations only, and the
+    meta device allocates none."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    live: dict[int, int] = {}  # id of each live storage -> its bytes
+    peak = [0]
+
+    class PeakLive(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_leaves(out):
+                storage = getattr(tensor, "untyped_storage", None)
+                if storage is None or id(storage()) in live:
+                    continue
+                storage = storage()
+                live[id(storage)] = storage.nbytes()
+                weakref.finalize(storage, live.pop, id(storage), 0)
+                peak[0] = max(peak[0], sum(live.values()))
+            return out
+
+    with PeakLive():
+        run()
+    return peak[0]

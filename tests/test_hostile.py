@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from test_report import result, write_results
 
 from bench.analyze import main as analyze
 from bench.cli import main as bench_main
+from bench.core.config import build_model, build_task
 from bench.core.job import run
 from bench.core.measure import ANALYSIS_DIR, WEIGHTS_FILE, weights_intact
+from bench.core.memory import estimate_memory, pool_size
 from bench.core.results import MAX_JSON_BYTES, read_json, write_json_atomic
 from bench.report.__main__ import main as report_main
 from bench.report.build import REPORT_MARK, write_report
 from bench.report.records import load_results
+from bench.speed import peak_allocated_bytes
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -255,3 +259,70 @@ def test_weights_that_are_not_the_recorded_ones_are_refused_and_a_rerun_repairs_
     damaged = {0, 1} if damage == "swapped" else {0}
     assert {seed for seed in jobs if again[seed]["finished_at"] != first[seed]["finished_at"]} == damaged, "exactly the damaged jobs re-train"
     assert all(weights_intact(sweep / str(seed), again[seed]) for seed in jobs)
+
+
+# Checks that would allocate what no machine has (issue 26, class 2): refused from the config alone.
+TOO_BIG = [
+    (["model.d_model=65536", "model.n_heads=1"], "weights and optimiser 384 GiB.*keys that drive the largest part: model.d_model"),
+    (["task.vocab_size=100000000000"], "keys that drive the largest part: train.batch_size, task.seq_len, task.vocab_size"),
+    (["task=mad_fuzzy_recall", "task.train_examples=1000000000000"], "data 9.5.e\\+05 GiB.*largest part: task.train_examples"),
+    (["memory_limit_gb=0.001"], "over the 1.02 MiB of memory_limit_gb=0.001"),
+    (["variant=handcoded_induction", "variant.head_dim=-4"], "variant.head_dim=-4 is out of range; allowed: \\[2, 65536\\]"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), TOO_BIG, ids=[" ".join(a) for a, _ in TOO_BIG])
+def test_a_job_no_machine_can_hold_is_refused_before_anything_is_allocated(tmp_path, monkeypatch, capsys, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench", *arguments])
+    with pytest.raises(SystemExit) as exited:
+        bench_main()
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and error.count("\n") == 1 and re.search(message, error), error
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def measured_peak(cfg) -> int:
+    """Peak bytes allocated building the model and taking one AdamW training step, on the CPU (a
+    full-batch step where the training set is smaller than the batch, as training takes it)."""
+    pool = pool_size(build_task(cfg))
+    batch = cfg.train.batch_size if pool is None else min(pool, cfg.train.batch_size)
+
+    def step() -> None:
+        model = build_model(cfg)
+        optimiser = torch.optim.AdamW(model.parameters())
+        tokens = torch.randint(cfg.task.vocab_size, (batch, cfg.task.seq_len))
+        logits = model(tokens)
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.task.vocab_size), tokens.reshape(-1)).backward()
+        optimiser.step()
+
+    return peak_allocated_bytes(step)
+
+
+@pytest.mark.parametrize("overrides", [[], ["variant=triple"], ["variant=simplicial"], ["variant=differential", "task=induction"],
+                                       ["task=assoc_recall", "model.d_model=128", "train.batch_size=64"],
+                                       ["+experiment=grokking", "task.p=23", "task.vocab_size=24"]], ids=str)  # fmt: skip
+def test_the_memory_estimate_is_within_2x_of_a_real_training_steps_peak(make_config, overrides):
+    cfg = make_config(*overrides)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    estimate = estimate_memory(cfg, model, build_task(cfg))
+    assert estimate.activations_exact
+    assert 0.5 <= estimate.total / measured_peak(cfg) <= 2
+
+
+def test_a_variant_the_meta_device_cannot_run_gets_a_rough_figure(make_config, monkeypatch):
+    cfg = make_config()
+    with torch.device("meta"):
+        model = build_model(cfg)
+    monkeypatch.setattr(model, "forward", lambda tokens: (_ for _ in ()).throw(NotImplementedError("no meta kernel")))
+    estimate = estimate_memory(cfg, model, build_task(cfg))
+    assert not estimate.activations_exact and estimate.activations > 0 and "rough" in estimate.describe()
+
+
+def test_cfg_job_prints_the_memory_estimate(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench", "--cfg", "job", "variant=triple"])
+    bench_main()
+    first = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(r"# memory estimate: about [\d.]+ MiB: weights and optimiser .* data 0 MiB", first), first

@@ -67,7 +67,7 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from plugin import POSITIVE, ROPE_BASE
+from plugin import POSITIVE, ROPE_BASE, Range
 from variants import naive
 from variants.construction import ConstructedAttention, check_model_family, token_codes
 from variants.rope import Rotary, rotary_frequencies
@@ -75,6 +75,10 @@ from variants.rope import Rotary, rotary_frequencies
 # The previous-token head must put at least this much attention on position m - 1 at every m.
 PREVIOUS_TOKEN_MASS = 0.99
 BIAS = 0
+
+
+# A head as wide as the widest model (model.d_model's bound); the construction checks its evenness.
+HEAD_DIM = Range(2, 65536, reason="a head no wider than the widest model")
 
 
 class HandcodedInductionAttention(ConstructedAttention):
@@ -86,7 +90,7 @@ class HandcodedInductionAttention(ConstructedAttention):
         n_heads: int,
         max_seq_len: int,
         *,
-        head_dim: int = 256,
+        head_dim: Annotated[int, HEAD_DIM] = 256,
         rope_base: Annotated[float, ROPE_BASE] = 10000.0,
         alpha: Annotated[float, POSITIVE] = 50.0,
         beta: Annotated[float, POSITIVE] = 50.0,

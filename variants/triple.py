@@ -31,6 +31,7 @@ autocast, are upcast after the projections, since the degree-6 products overflow
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Annotated
@@ -84,6 +85,12 @@ def gram_scores(q: Tensor, k: Tensor, r: Tensor) -> Tensor:
     return torch.addcmul(torch.addcmul(-c[..., None] * torch.linalg.vecdot(k, k)[..., None, :], a_k, a_k), b_k, b_k)
 
 
+def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off for the block; on the meta device, where the memory estimate runs the
+    model and autocast does not exist, nothing to switch off."""
+    return contextlib.nullcontext() if device_type == "meta" else torch.autocast(device_type, enabled=False)
+
+
 class TripleProductAttention(AttentionVariant):
     name = "triple"
 
@@ -116,7 +123,7 @@ class TripleProductAttention(AttentionVariant):
         # contiguous (3, batch, heads, T, d_head) before the rotation, so that q, k and r come out contiguous
         qkr = self.qkr(x).unflatten(-1, (3, self.n_heads, self.d_head)).permute(2, 0, 3, 1, 4).contiguous().to(dtype)
         v = self.split_heads(self.value(x).to(dtype))
-        with torch.autocast(x.device.type, enabled=False):
+        with without_autocast(x.device.type):
             q, k, r = self.rotary(qkr, offset).unbind()
         return q, k, r, v
 
@@ -129,7 +136,7 @@ class TripleProductAttention(AttentionVariant):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         q, k, r, v = self.heads(x)
-        with torch.autocast(x.device.type, enabled=False):
+        with without_autocast(x.device.type):
             if need_weights:
                 weights = causal_weights(gram_scores(q, k, r) * self.scale(q.dtype))
                 attended = weights @ v
@@ -243,7 +250,7 @@ class GramAttention(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         planes, c, k, m, v, future, out, log2_sum_exp = ctx.saved_tensors
         batch_heads, seq_len, _ = k.shape
-        with torch.autocast(grad_out.device.type, enabled=False):
+        with without_autocast(grad_out.device.type):
             grad_out = grad_out.to(out.dtype)
             # d loss / d s_ij = p_ij (dp_ij - delta_i), with delta_i = sum_j p_ij dp_ij = grad_out_i . out_i
             delta = torch.linalg.vecdot(grad_out, out).unsqueeze(-1)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
+from torch import nn
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -27,6 +28,7 @@ import analyses
 import tasks
 import variants
 from bench import CONF_DIR, CONFIG_NAME, ConfigError
+from bench.core.memory import estimate_memory, memory_limit, size
 from bench.core.model import Transformer
 from plugin import Range
 from plugin.compat import forget_stored_config
@@ -104,13 +106,14 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: Any = MISSING  # analysis.<name>.<option>, one node per registered analysis
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    memory_limit_gb: float = ranged(0.0, 0, 1e9)  # 0: the device's memory; a job estimated above it is refused
     resume: bool = True  # skip a job whose result.json completed with the same config and code
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
 
 
 # Keys that steer how a job runs, not what it computes: left out of the config hash (and of the
 # job directory names, see hydra.job.config.override_dirname.exclude_keys in conf/config.yaml).
-RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads")
+RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads", "memory_limit_gb")
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +275,24 @@ def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
             raise ConfigError(f"{key}='{value}' is unknown; allowed: {', '.join(spec.metadata['choices'])}")
 
 
+# The keys that drive each part of a job's memory, named when a job is refused for it.
+MEMORY_KEYS = {
+    "weights_and_state": "model.d_model, model.n_layers, model.mlp_width, task.vocab_size",
+    "activations": "train.batch_size, task.seq_len, task.vocab_size, model.n_layers, model.d_model, model.n_heads",
+    "data": "task.train_examples, task.seq_len",
+}
+
+
+def check_memory(cfg: DictConfig, model: nn.Module, task: tasks.Task) -> None:
+    """Refuse a job whose estimated memory (bench.core.memory) exceeds the device's or memory_limit_gb."""
+    estimate = estimate_memory(cfg, model, task)
+    limit, source = memory_limit(cfg)
+    if estimate.total > limit:
+        largest = max(MEMORY_KEYS, key=lambda part: getattr(estimate, part))
+        raise ConfigError(f"the job needs {estimate.describe()}, over the {size(limit)} of {source}; "
+                          f"the keys that drive the largest part: {MEMORY_KEYS[largest]} (or set memory_limit_gb)")  # fmt: skip
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot run, before any compute."""
     if not SCHEMAS:  # a launcher's worker process gets its config composed, and registers on first use
@@ -293,11 +314,12 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.model.max_seq_len}; allowed: seq_len <= max_seq_len"
         )
     try:
-        build_task(cfg)
+        task = build_task(cfg)  # a pool (task.train_examples) is drawn only when training asks for it
+        with torch.device("meta"):  # runs every constructor check without allocating weights
+            model = build_model(cfg)
+        check_memory(cfg, model, task)
         for analysis in build_analyses(cfg).values():
             analysis.check(cfg)
-        with torch.device("meta"):  # runs every constructor check without allocating weights
-            build_model(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from error
 
