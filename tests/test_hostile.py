@@ -2,6 +2,7 @@
 with exit code 2 and nothing written, or ends with nothing lost and a report written."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -14,17 +15,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 from test_report import result, write_results
 
+import bench.core.job
+import bench.core.results
+import bench.report.callbacks
 from bench.analyze import main as analyze
 from bench.cli import main as bench_main
 from bench.core.config import build_model, build_task
 from bench.core.job import run
 from bench.core.measure import ANALYSIS_DIR, WEIGHTS_FILE, weights_intact
 from bench.core.memory import estimate_memory, pool_size
-from bench.core.results import MAX_JSON_BYTES, read_json, write_json_atomic
+from bench.core.results import MAX_JSON_BYTES, read_json, record_unstartable, write_json_atomic
 from bench.report.__main__ import main as report_main
 from bench.report.build import REPORT_MARK, write_report
+from bench.report.callbacks import ReportOnMultirunEnd
 from bench.report.records import load_results
 from bench.speed import peak_allocated_bytes
 
@@ -326,3 +332,34 @@ def test_cfg_job_prints_the_memory_estimate(capsys, monkeypatch):
     bench_main()
     first = capsys.readouterr().out.splitlines()[0]
     assert re.fullmatch(r"# memory estimate: about [\d.]+ MiB: weights and optimiser .* data 0 MiB", first), first
+
+
+def test_a_full_disk_fails_the_job_in_one_line_and_leaves_no_running_record(make_config, tmp_path, monkeypatch, caplog):
+    writes = []
+
+    def write_until_full(path, payload):
+        writes.append(path)
+        if len(writes) > 1:  # the job's first record fits; the disk is full by the time it ends
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        write_json_atomic(path, payload)
+
+    monkeypatch.setattr(bench.core.job, "write_json_atomic", write_until_full)
+    record = run(make_config(*QUICK), tmp_path / "job", single_run=False, overrides=[])
+    assert record["status"] == "failed" and "could not record its result (No space left on device)" in record["error"]
+    assert not (tmp_path / "job" / "result.json").exists(), "no record left claiming to run"
+    monkeypatch.setattr(bench.core.results, "write_json_atomic", write_until_full)
+    record_unstartable(tmp_path, ["seed=1"], "next", OSError(errno.ENOSPC, "No space left on device"))  # logs, does not raise
+    assert "cannot be written (No space left on device): job next is not recorded there" in caplog.text
+
+
+def test_a_report_the_disk_cannot_hold_is_said_in_one_line(tmp_path, monkeypatch, caplog):
+    sweep = write_results(tmp_path / "sweep", {"0": result("standard", "copy", 0, 1.0)})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bench.report.callbacks, "write_report", full)
+    ReportOnMultirunEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    lines = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(lines) == 1 and "(No space left on device); rebuild it with python -m bench.report" in lines[0] and "\n" not in lines[0]
+    assert not caplog.records[-1].exc_info, "no traceback"

@@ -140,7 +140,14 @@ def run(
         if record["status"] == "completed" and (output_dir / WEIGHTS_FILE).is_file():
             record["weights_sha256"] = weights_hash(output_dir)
         record.update(wall_time_s=time.perf_counter() - started, finished_at=now())
-        write_json_atomic(result_path, record)
+        try:
+            write_json_atomic(result_path, record)
+        except OSError as error:  # a full disk: no record is better than one left "running"
+            result_path.unlink(missing_ok=True)
+            record.update(status="failed", error=f"could not record its result ({error.strerror}); run the sweep again when there is room")
+            log.error("%s: %s", output_dir, record["error"])
+            if single_run:
+                raise
         release(output_dir)
     summary = f"{record['variant']} on {record['task']}, seed {record['seed']}: {record['status']}"
     if "metrics" in record:

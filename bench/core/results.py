@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import inspect
 import json
+import logging
 import math
 import os
 import platform
@@ -30,6 +31,7 @@ from typing import Any, Union
 
 from bench import first_line
 
+log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 JOBS_FILE = "jobs.json"  # in a sweep's directory: the jobs it asked for when it started
 UNSTARTABLE_FILE = "unstartable.json"  # in a sweep's directory: jobs whose own directory could not hold a record
@@ -234,7 +236,10 @@ def record_unstartable(sweep_dir: Path, overrides: list[str], job_name: str, err
     entries = read_result(path)
     entries = [entry for entry in entries if isinstance(entry, dict) and entry.get("job") != job_name] if isinstance(entries, list) else []
     entries.append({"job": job_name, "overrides": overrides, "error": f"{type(error).__name__}: {error}", "pid": os.getpid()})
-    write_json_atomic(path, entries)
+    try:
+        write_json_atomic(path, entries)
+    except OSError as unwritable:  # a full disk or a read-only sweep: the log names the job, the sweep goes on
+        log.error("%s cannot be written (%s): job %s is not recorded there", path, unwritable.strerror, job_name)
 
 
 def remove_stale_temporaries(directory: Path) -> None:

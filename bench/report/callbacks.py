@@ -29,6 +29,9 @@ class ReportOnMultirunEnd(Callback):
         try:
             report = write_report(sweep_dir)
             table = accuracy_table([sweep_dir])
+        except OSError as error:  # a full disk or a read-only sweep: said in one line, the results stand
+            log.error("could not write the report for %s (%s); rebuild it with python -m bench.report %s", sweep_dir, error.strerror, sweep_dir)
+            return
         except Exception:  # the results are on disk; a report failure must not hide them
             log.exception("could not build the report for %s", sweep_dir)
             return
