@@ -167,9 +167,8 @@ def check_kind(override: Override, declared: Any, cfg: DictConfig) -> None:
     (a group of keys) takes no single value, and a flag only true or false, not 2 or 'yes'."""
     if override.key_or_group in GROUPS or override.key_or_group in ADDABLE_GROUPS or override.is_sweep_override():
         return
-    value = override.value()
-    if (dataclasses.is_dataclass(declared) or isinstance(OmegaConf.select(cfg, override.key_or_group), DictConfig)) and not isinstance(value, dict):
-        node = OmegaConf.select(cfg, override.key_or_group)
+    value, node = override.value(), OmegaConf.select(cfg, override.key_or_group)
+    if (dataclasses.is_dataclass(declared) or isinstance(node, DictConfig)) and not isinstance(value, dict):
         keys = list(node.keys()) if isinstance(node, DictConfig) else [f.name for f in dataclasses.fields(declared)]
         raise ConfigError(f"'{override.input_line}': {override.key_or_group} is a section of keys, not a value; "
                           f"set one of its keys, e.g. {override.key_or_group}.{keys[0]}=...; allowed keys: {', '.join(keys)}")  # fmt: skip
@@ -182,8 +181,7 @@ def check_keys_exist(cfg: DictConfig, parsed: list) -> None:
         key = override.key_or_group
         if key in GROUPS or key in ADDABLE_GROUPS:
             continue
-        if isinstance(OmegaConf.select(cfg, key), DictConfig) and not isinstance(override.value(), dict):
-            check_kind(override, None, cfg)
+        check_kind(override, None, cfg)  # a section given a value: said as such, not as an unknown key
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if isinstance(node, DictConfig) and leaf in node:

@@ -133,6 +133,8 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
 
 # The schema dataclass of every plug-in's options, by config group and name: their fields' ranges.
 SCHEMAS: dict[tuple[str, str], type] = {}
+# The name under which SCHEMAS keeps the whole analysis section (one node per analysis).
+SECTION = ""
 
 
 def options_schema(cls: type, skip: tuple[str, ...] = (), with_name: bool = True) -> type:
@@ -191,7 +193,8 @@ def register_configs() -> None:
         return
     store = ConfigStore.instance()
     store.store(name="bench_schema", node=Config)
-    store.store(name="analysis_schema", node=analysis_schema(), package="analysis")
+    SCHEMAS["analysis", SECTION] = schema = analysis_schema()
+    store.store(name="analysis_schema", node=schema, package="analysis")
     # Run-control keys name no job directory: written here once, from RUN_CONTROL_KEYS.
     store.store(name="run_control", node={"hydra": {"job": {"config": {"override_dirname": {"exclude_keys": list(RUN_CONTROL_KEYS)}}}}})
     for group, registry, skip in (("variant", variants.VARIANTS, VARIANT_ARGUMENTS), ("task", tasks.TASKS, ())):
@@ -244,7 +247,7 @@ def declared_type(cfg: DictConfig, key: str) -> Any:
     if parts[0] in ("variant", "task") and len(parts) > 1:
         schema, rest = SCHEMAS.get((parts[0], cfg[parts[0]].name)), parts[1:]
     elif parts[0] == "analysis":
-        schema, rest = (analysis_schema(), []) if len(parts) == 1 else (SCHEMAS.get(("analysis", parts[1])), parts[2:])
+        schema, rest = SCHEMAS.get(("analysis", parts[1] if len(parts) > 1 else SECTION)), parts[2:]
     else:
         schema, rest = Config, parts
     for part in rest:
