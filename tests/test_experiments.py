@@ -69,7 +69,11 @@ def covering_jobs(jobs: list[list[str]]) -> list[list[str]]:
     return list(chosen.values())
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+# The larger experiments (72 to 288 jobs; 3 to 8 s each to validate) with the slow tests.
+LARGE_EXPERIMENTS = ("mad", "mqar", "zoo")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in LARGE_EXPERIMENTS else []) for name in EXPERIMENTS])
 def test_each_experiment_expands_to_the_jobs_it_claims_and_its_settings_validate(name):
     jobs = expand([f"+experiment={name}"])
     assert jobs and claimed_jobs(name) in (None, len(jobs))
