@@ -33,6 +33,7 @@ def test_one_hot_codes_copy_perfectly():
     assert accuracy(cfg) == 1.0
 
 
+@pytest.mark.slow  # 3 to 4 s: keeps the default suite under 3 minutes; CI runs it with -m slow
 def test_induction_task_at_random_gaps():
     assert accuracy(compose_config(*LARGE_VOCABULARY, "task.seq_len=200", "train.batch_size=8", "train.eval_batches=2")) >= 0.95
 
@@ -50,6 +51,7 @@ def test_ablating_layer_1_output_leaves_its_attention_unchanged():
     torch.testing.assert_close(intact.forward_with_attention(tokens)[1], ablated.forward_with_attention(tokens)[1])
 
 
+@pytest.mark.slow  # 3 to 4 s: keeps the default suite under 3 minutes; CI runs it with -m slow
 def test_a_run_records_zero_steps_and_the_head_scores_of_the_circuit(make_config, tmp_path):
     cfg = make_config("variant=handcoded_induction", "task=induction", "train.progress=false")
     record = run(cfg, tmp_path, single_run=True, overrides=[])

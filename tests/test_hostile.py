@@ -81,6 +81,7 @@ def test_a_report_refuses_to_replace_what_it_did_not_write(project, capsys, out,
     assert snapshot(project) == before, "nothing written, nothing removed"
 
 
+@pytest.mark.slow  # 3 to 4 s: keeps the default suite under 3 minutes; CI runs it with -m slow
 def test_a_report_replaces_an_empty_folder_its_own_earlier_report_and_one_from_before_the_mark(project):
     (project / "empty").mkdir()
     for out in ("empty", "fresh", "fresh"):  # the second "fresh" replaces the report the first wrote

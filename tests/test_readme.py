@@ -90,6 +90,7 @@ def test_the_example_is_selected_by_name_with_its_option(example_variant):
     assert check_command_line([f"variant={example_variant}", f"variant.{option}=0.5"], multirun=False) == 1
 
 
+@pytest.mark.slow  # 3 to 4 s: keeps the default suite under 3 minutes; CI runs it with -m slow
 def test_the_analysis_example_finds_the_copying_head_of_the_hand_coded_circuit(make_config, tmp_path):
     with registered_alone("analysis-example", ANALYSES) as name:
         cfg = make_config("variant=handcoded_induction", "task=induction")

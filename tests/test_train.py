@@ -176,3 +176,15 @@ def test_grokfast_adds_lambda_times_the_gradients_moving_average():
     parameter.grad = torch.tensor([3.0, 1.0])
     grokfast([parameter])
     assert parameter.grad.tolist() == [3.0 + 2 * 2.0, 1.0 + 2 * 0.0]  # average 0.5 (1, -1) + 0.5 (3, 1) = (2, 0)
+
+
+@pytest.mark.slow  # compiling costs seconds to tens of seconds
+def test_a_compiled_training_step_trains_as_the_eager_one_does(make_config, tiny):
+    """train.compile=true compiles the training step: the same losses as eager, to float32 rounding."""
+    losses = {}
+    for compiled in ("false", "true"):
+        cfg = make_config(*tiny, "train.steps=5", "train.eval_every=5", "train.target_accuracy=null", f"train.compile={compiled}")
+        torch.manual_seed(0)
+        outcome = train(build_model(cfg), build_task(cfg), cfg.train, cfg.seed, torch.device("cpu"), progress=False, steps=5)
+        losses[compiled] = [outcome.curve[-1]["train_loss"], outcome.curve[-1]["validation_loss"]]
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-import variants.triple as triple
-from bench.core.job import run
 from bench.core.config import ConfigError, validate
+from bench.core.job import run
+from variants import triple
+from variants.tiling import Tiling
 from variants.triple import GramAttention, TripleProductAttention, gram_scores
 
 D_MODEL, N_HEADS, MAX_SEQ_LEN = 32, 4, 256  # d_head 8
@@ -122,8 +123,7 @@ def parameter_and_input_gradients(variant: TripleProductAttention, x: torch.Tens
 
 @pytest.mark.parametrize("rows_per_tile", [1, 5, 12])  # of the 3 x 4 batch*head rows
 def test_the_tiled_kernel_equals_the_explicit_path_forward_and_backward(monkeypatch, rows_per_tile):
-    monkeypatch.setattr(triple, "QUERY_BLOCK", 16)
-    monkeypatch.setattr(triple, "rows_per_tile", lambda batch_heads, seq_len, block: rows_per_tile)
+    monkeypatch.setattr(triple, "TILING", Tiling(query_block=16, tile_elements=0, min_rows=rows_per_tile))
     variant, x = make(learnable_temperature=True), randn(3, 40, D_MODEL, seed=1)  # query blocks of 16, 16 and 8
     with torch.no_grad():
         variant.log_temperature.copy_(randn(N_HEADS, seed=2))
@@ -132,7 +132,7 @@ def test_the_tiled_kernel_equals_the_explicit_path_forward_and_backward(monkeypa
 
 
 def test_the_kernels_gradients_pass_gradcheck(monkeypatch):
-    monkeypatch.setattr(triple, "rows_per_tile", lambda batch_heads, seq_len, block: 1)
+    monkeypatch.setattr(triple, "TILING", Tiling(query_block=triple.TILING.query_block, tile_elements=0, min_rows=1))
     batch_heads, seq_len, d = 2, 9, 3
     inputs = (
         randn(batch_heads, 2 * seq_len, d, seed=0),

@@ -9,6 +9,7 @@ so that a fast path reading memory it never wrote fails.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from torch import Tensor
 from variants import VARIANTS, AttentionVariant
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
+from variants.tiling import Tiling
 from variants.triple import gram_scores
 
 D_MODEL, N_HEADS, BATCH = 16, 2, 2  # d_head 8
@@ -147,3 +149,18 @@ def test_triple_is_minus_the_square_of_simplicials_determinant_with_the_second_k
     explicit = torch.linalg.det(torch.stack(torch.broadcast_tensors(q[..., :, None, :], k[..., None, :, :], r[..., :, None, :]), dim=-2))
     torch.testing.assert_close(determinant, explicit)
     torch.testing.assert_close(gram_scores(q, k, r), -determinant.square())
+
+
+@pytest.mark.parametrize(
+    "name, module, constant, small",
+    [
+        ("positional", "variants.positional", "QUERY_BLOCK", 16),
+        ("sigmoid", "variants.sigmoid", "TILING", Tiling(query_block=16, tile_elements=0, min_rows=1)),
+        ("sliding_window", "variants.sliding_window", "QUERY_BLOCK", 40),
+    ],
+)
+def test_a_blocked_training_path_matches_its_reference_across_many_blocks(monkeypatch, name, module, constant, small):
+    """At T = 150 with blocks far shorter than it (and one row per tile), so that every block boundary
+    and the last, partial block are crossed."""
+    monkeypatch.setattr(importlib.import_module(module), constant, small)
+    assert_training_path_matches_the_reference(build(name), LENGTHS[-1])

@@ -85,9 +85,10 @@ class DifferentialAttention(DotProductAttention):
         return (1 - self.lambda_init) * self.head_norm(attended)
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
-        """Both maps' q . k (d_head / 2 each; the kernel's zero padding not counted) and their two
-        products with v, the causal half of each."""
-        return 3 * batch * self.n_heads * seq_len**2 * self.d_head
+        """Both maps' q . k (d_head / 2 each) and one product of their difference with v, the causal half:
+        as many as dot-product attention's. (The training path pads q and k to d_head and multiplies
+        each map by v, twice these; its share of the peak is counted on these.)"""
+        return 2 * batch * self.n_heads * seq_len**2 * self.d_head
 
     def head_matrices(self) -> None:
         return None

@@ -14,7 +14,7 @@ A variant defines, where it differs:
     content = False          no queries or keys: s_ij = b_h(i - j) alone (a position-only control)
     queries_keys_values      q and k before the rotation (e.g. normalised), and v
     normalise                scores -> weights on the explicit path (softmax here)
-    fused                    the training path for q, k, v and the additive mask
+    fused, fused_mask        the training path for q, k, v and the mask it takes (the additive mask here)
     head_outputs             what each head makes of sum_j a_ij v_j before W_o (the identity here)
     reference                the naive float64 output (AttentionVariant's contract); by default the
                              equations above from score_bias, key_mask and RoPE's base, which describe
@@ -44,7 +44,7 @@ from variants.rope import Rotary
 
 # Methods past attention-gym's score_mod and mask_mod: a variant that overrides one of them is not
 # described by score_bias and key_mask alone, and the default reference refuses it.
-BEYOND_SCORE_MOD = ("queries_keys_values", "normalise", "fused", "head_outputs", "forward")
+BEYOND_SCORE_MOD = ("queries_keys_values", "normalise", "fused", "fused_mask", "head_outputs", "forward")
 
 
 class DotProductAttention(AttentionVariant):
@@ -82,19 +82,28 @@ class DotProductAttention(AttentionVariant):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, _ = x.shape
-        mask = self.additive_mask(seq_len, x)
         if not self.content:  # the weights are the same for every sequence: formed once, on both paths
-            weights = self.normalise(mask)
+            weights = self.normalise(self.additive_mask(seq_len, x))
             attended = weights @ self.split_heads(self.value(x))
             return self.out(self.merge_heads(attended)), weights.expand(batch, -1, -1, -1) if need_weights else None
         q, k, v = self.queries_keys_values(x)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
         if not need_weights:
-            return self.out(self.merge_heads(self.head_outputs(self.fused(q, k, v, mask)))), None
+            return self.out(self.merge_heads(self.head_outputs(self.fused(q, k, v, self.fused_mask(seq_len, x))))), None
+        mask = self.additive_mask(seq_len, x)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         weights = causal_weights(scores if mask is None else scores + mask, self.normalise)
         return self.out(self.merge_heads(self.head_outputs(weights @ v))), weights
+
+    def attention_flops(self, batch: int, seq_len: int) -> int:
+        """q_i . k_j and a_ij v_j, 2 d_head FLOPs each per (query, key) pair, over the causal half: the
+        FlashAttention convention, 4 B H T^2 d_head / 2."""
+        return 2 * batch * self.n_heads * seq_len**2 * self.d_head
+
+    def fused_mask(self, seq_len: int, like: Tensor) -> Tensor | None:
+        """The mask that `fused` takes: the additive mask here."""
+        return self.additive_mask(seq_len, like)
 
     def additive_mask(self, seq_len: int, like: Tensor) -> Tensor | None:
         """b_h(i - j) where key j is seen, -inf where not: (heads or 1, T, T) in like's dtype; None where

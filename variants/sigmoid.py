@@ -7,10 +7,17 @@ to at most about 1, as softmax's does (without it, rows of large weights make tr
     a_ij = sigmoid( q_i . k_j / sqrt(d_head) - log T )      over j <= i, T the sequence's length
     y_i = W_o sum_j a_ij v_j
 
-Weights lie in [0, 1] and a row may sum to anything (weight_rows = "gates"). Training path: blocks
-of queries, each reading only the keys up to its last query (the blocks above the diagonal are
-skipped) and recomputed in backward instead of kept (activation checkpointing), so no T x T tensor
-is stored for backward, as in the paper's FlashSigmoid.
+Weights lie in [0, 1] and a row may sum to anything (weight_rows = "gates"). Training path, as the
+paper's FlashSigmoid: a custom autograd function over tiles of (batch*head rows, query block)
+(variants/tiling.py) that skips the key blocks above the diagonal and recomputes a tile's gates in
+backward instead of keeping them, so no T x T tensor is stored. With no normalisation there is no
+row statistic to carry: forward is two products and a sigmoid per tile; backward, with
+g = d loss / d y_i, is
+
+    d v_j = sum_i a_ij g_i      d s_ij = (g_i . v_j) a_ij (1 - a_ij)      d q_i = sum_j d s_ij k_j      d k_j = sum_i d s_ij q_i
+
+five products, as many as flash attention's backward. FlexAttention cannot express it (its
+normalisation is always a softmax) and does not train on the CPU in torch 2.13.
 """
 from __future__ import annotations
 
@@ -19,14 +26,16 @@ from typing import Annotated
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 from plugin import ROPE_BASE
 from variants import naive
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
+from variants.tiling import Tiling, future_mask, tile_view
 
-QUERY_BLOCK = 128
+# the fastest of query blocks 64 and 128, tiles of 2^16 to 2^20 scores and 1 to 16 rows, at T = 2048
+TILING = Tiling(query_block=128, tile_elements=1 << 18, min_rows=4)
 
 
 class SigmoidAttention(DotProductAttention):
@@ -45,13 +54,13 @@ class SigmoidAttention(DotProductAttention):
         return torch.sigmoid(scores)
 
     def fused(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        seq_len = q.shape[-2]
-        blocks = []
-        for start in range(0, seq_len, QUERY_BLOCK):
-            end = min(start + QUERY_BLOCK, seq_len)
-            block = (q[..., start:end, :], k[..., :end, :], v[..., :end, :], mask[..., start:end, :end])
-            blocks.append(checkpoint(gated_sum, *block, use_reentrant=False))
-        return torch.cat(blocks, dim=-2)
+        batch, heads, seq_len, d = q.shape
+        q = q * d**-0.5
+        rows = (u.reshape(batch * heads, seq_len, d) for u in (q, k, v))
+        return GatedSum.apply(*rows, -math.log(seq_len)).view(batch, heads, seq_len, d)
+
+    def fused_mask(self, seq_len: int, like: Tensor) -> None:
+        return None  # the kernel adds its bias, -log T, itself
 
     def reference(self, x: Tensor) -> Tensor:
         """The equations above, naively in float64."""
@@ -61,6 +70,48 @@ class SigmoidAttention(DotProductAttention):
         return naive.attend(weights * naive.causal(x.shape[1]), x, w_v, self.out.weight, self.n_heads)
 
 
-def gated_sum(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """sum_j sigmoid( q_i . k_j / sqrt(d) + mask_ij ) v_j"""
-    return torch.sigmoid(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask) @ v
+class GatedSum(torch.autograd.Function):
+    """sum_(j <= i) sigmoid( q_i . k_j + bias ) v_j for q, k, v (batch*heads, T, d), q already scaled."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: float) -> Tensor:
+        batch_heads, seq_len, _ = q.shape
+        block = TILING.block(seq_len)
+        future, scores = future_mask(block, q), TILING.buffer(q, batch_heads, seq_len, block)
+        out = torch.empty_like(v)
+        for rows, start, end in TILING.tiles(batch_heads, seq_len, block):
+            gates = causal_gates(q[rows, start:end], k[rows, :end], bias, future, scores)
+            torch.matmul(gates, v[rows, :end], out=out[rows, start:end])
+        ctx.save_for_backward(q, k, v)
+        ctx.bias = bias
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        q, k, v = ctx.saved_tensors
+        batch_heads, seq_len, d = q.shape
+        block = TILING.block(seq_len)
+        future = future_mask(block, q)
+        scores, products = (TILING.buffer(q, batch_heads, seq_len, block) for _ in range(2))
+        grad_q = torch.empty_like(q)
+        # the key-side gradients accumulate transposed, (BH, d, T), so that their products write long rows
+        grad_k_t, grad_v_t = q.new_zeros(batch_heads, d, seq_len), v.new_zeros(batch_heads, v.shape[-1], seq_len)
+        for rows, start, end in TILING.tiles(batch_heads, seq_len, block):
+            gates = causal_gates(q[rows, start:end], k[rows, :end], ctx.bias, future, scores)
+            tile_grad = grad_out[rows, start:end]
+            grad_v_t[rows, :, :end] += tile_grad.transpose(-2, -1) @ gates
+            grad_scores = torch.matmul(tile_grad, v[rows, :end].transpose(-2, -1), out=tile_view(products, *gates.shape))
+            grad_scores.mul_(torch.addcmul(gates, gates, gates, value=-1, out=gates))  # a (1 - a)
+            torch.matmul(grad_scores, k[rows, :end], out=grad_q[rows, start:end])
+            grad_k_t[rows, :, :end] += q[rows, start:end].transpose(-2, -1) @ grad_scores
+        return grad_q, grad_k_t.transpose(-2, -1), grad_v_t.transpose(-2, -1), None
+
+
+def causal_gates(q: Tensor, k: Tensor, bias: float, future: Tensor, buffer: Tensor) -> Tensor:
+    """sigmoid( q_i . k_j + bias ) for a tile's queries q (rows, n, d), the last n of the keys k
+    (rows, e, d), 0 for j > i: (rows, n, e), written into buffer."""
+    n, keys = q.shape[1], k.shape[1]
+    gates = torch.matmul(q, k.transpose(-2, -1), out=tile_view(buffer, q.shape[0], n, keys))
+    gates[..., keys - n :].add_(future[:n, :n])
+    return gates.add_(bias).sigmoid_()

@@ -46,6 +46,7 @@ from plugin import ROPE_BASE, Range
 from variants import naive
 from variants.base import AttentionVariant
 from variants.rope import Rotary
+from variants.tiling import key_spans
 
 SCORES = ("determinant", "trilinear")
 QUERY_BLOCK = 16  # queries per block: a block reads QUERY_BLOCK + w1 - 1 keys, w1 of them per query
@@ -143,7 +144,8 @@ def chunk_roll(u: Tensor, shift: int) -> Tensor:
 
 def windows(u: Tensor, width: int) -> Tensor:
     """(..., T, e) -> (..., T, width, e): at [i, c] the row of position i - width + 1 + c, zeros before 0."""
-    return F.pad(u, (0, 0, width - 1, 0)).unfold(-2, width, 1).transpose(-2, -1)
+    *lead, seq_len, e = u.shape
+    return key_spans(u.reshape(-1, seq_len, e), 1, width - 1, 0).view(*lead, seq_len, width, e)
 
 
 def pair_attention(
@@ -152,24 +154,27 @@ def pair_attention(
     """sum over the pairs (c, j) of query i of softmax_(c, j)( p_ic . k_j ) (v_j ∘ u_ic), for pair_q
     (..., T, w2, D), k (..., T, D), v (..., T, e) and second_v u (..., T, w2, e); and, if asked, the weights summed
     over c, (..., T, T). Queries go in blocks of QUERY_BLOCK, every block against the keys of its first
-    windows at once: one batched product for the scores, one for the values."""
-    seq_len, second_window = pair_q.shape[-3:-1]
-    blocks = -(-seq_len // QUERY_BLOCK)
-    extra, span = blocks * QUERY_BLOCK - seq_len, QUERY_BLOCK + window - 1
-    # the keys and values of block b: padded rows b QUERY_BLOCK ... + span, positions from b QUERY_BLOCK - (w1 - 1)
-    block_k, block_v = (F.pad(t, (0, 0, window - 1, extra)).unfold(-2, span, QUERY_BLOCK) for t in (k, v))
-    block_q, block_second_v = (F.pad(t, (0, 0, 0, 0, 0, extra)).unflatten(-3, (blocks, QUERY_BLOCK)) for t in (pair_q, second_v))
-    queries = torch.arange(blocks * QUERY_BLOCK, device=k.device).view(blocks, QUERY_BLOCK, 1)
-    first_keys = queries[:, :1] - window + 1 + torch.arange(span, device=k.device)
+    windows at once (key_spans): one batched product for the scores, one for the values. A sequence no
+    longer than one block's span is one block against all its keys, with no padding to score."""
+    *lead, seq_len, second_window, _ = pair_q.shape
+    block = seq_len if seq_len <= QUERY_BLOCK + window - 1 else QUERY_BLOCK
+    blocks = -(-seq_len // block)
+    extra, reach = blocks * block - seq_len, 0 if blocks == 1 else window - 1
+    span = block + reach
+    # the keys and values of block b: positions b block - reach ... (b + 1) block - 1
+    block_k, block_v = (key_spans(t.reshape(-1, seq_len, t.shape[-1]), block, reach, extra).view(*lead, blocks, span, -1) for t in (k, v))
+    block_q, block_second_v = (F.pad(t, (0, 0, 0, 0, 0, extra)).unflatten(-3, (blocks, block)) for t in (pair_q, second_v))
+    queries = torch.arange(blocks * block, device=k.device).view(blocks, block, 1)
+    first_keys = queries[:, :1] - reach + torch.arange(span, device=k.device)
     second_keys = queries - second_window + 1 + torch.arange(second_window, device=k.device)
-    scores = (block_q.flatten(-3, -2) @ block_k).unflatten(-2, (QUERY_BLOCK, second_window))
+    scores = (block_q.flatten(-3, -2) @ block_k.transpose(-2, -1)).unflatten(-2, (block, second_window))
     weights = (scores + pair_mask(queries, first_keys, second_keys, window, scores.dtype)).flatten(-2).softmax(dim=-1).view_as(scores)
-    read = (weights.flatten(-3, -2) @ block_v.transpose(-2, -1)).unflatten(-2, (QUERY_BLOCK, second_window))
+    read = (weights.flatten(-3, -2) @ block_v).unflatten(-2, (block, second_window))
     attended = (read * block_second_v).sum(dim=-2).flatten(-3, -2)[..., :seq_len, :]
     if not need_weights:
         return attended, None
     marginal = weights.sum(dim=-2).flatten(-3, -2)[..., :seq_len, :]  # (..., T, span)
-    columns = first_keys.expand(blocks, QUERY_BLOCK, span).flatten(0, 1)[:seq_len].clamp(0, seq_len - 1)
+    columns = first_keys.expand(blocks, block, span).flatten(0, 1)[:seq_len].clamp(0, seq_len - 1)
     # a column outside the query's window has weight 0: where clamping moves it, it adds 0
     full = marginal.new_zeros(*marginal.shape[:-1], seq_len)
     return attended, full.scatter_add_(-1, columns.expand_as(marginal), marginal)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 from typing import Annotated
 
 import torch
@@ -45,12 +44,10 @@ from plugin import ROPE_BASE
 from variants import naive
 from variants.base import AttentionVariant, causal_weights
 from variants.rope import Rotary
+from variants.tiling import Tiling, future_mask, tile_view
 
 MIN_D_HEAD = 3  # three vectors in fewer dimensions always have a singular Gram matrix
-QUERY_BLOCK = 64  # queries per tile: long enough for efficient products, short enough to skip most of the future
-MIN_QUERY_BLOCK = 16
-TILE_ELEMENTS = 1 << 18  # scores per tile (1 MiB in float32), so that a tile's elementwise passes stay in cache,
-MIN_TILE_ROWS = 16  # but at least this many batch*head rows, so that long sequences do not split into hundreds of tiles
+TILING = Tiling(query_block=64, tile_elements=1 << 18, min_rows=16)
 LOG2_E = math.log2(math.e)
 # Weights below 2^-64 of their row's largest are set to exactly 0 before exp2: the row's sum (at
 # least 1) cannot see them even in float64, and exp2 takes a slow path, twice as long on this
@@ -114,7 +111,6 @@ class TripleProductAttention(AttentionVariant):
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.rotary = Rotary(self.d_head, max_seq_len, rope_base)
         self.log_temperature = nn.Parameter(torch.zeros(n_heads)) if learnable_temperature else None
-        self.register_buffer("future", torch.full((QUERY_BLOCK, QUERY_BLOCK), -math.inf).triu(1), persistent=False)
 
     def heads(self, x: Tensor, offset: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """q, k, r, rotated as if the first position were `offset`, and v: each (batch, heads, T, d_head)
@@ -129,7 +125,7 @@ class TripleProductAttention(AttentionVariant):
 
     def scale(self, dtype: torch.dtype) -> Tensor:
         """d_head^-1.5, times each head's learned temperature if there is one: (heads or 1, 1, 1)."""
-        scale = torch.full((1, 1, 1), self.d_head**-1.5, dtype=dtype, device=self.future.device)
+        scale = torch.full((1, 1, 1), self.d_head**-1.5, dtype=dtype, device=self.value.weight.device)
         if self.log_temperature is None:
             return scale
         return scale * self.log_temperature.to(dtype).exp()[:, None, None]
@@ -144,18 +140,23 @@ class TripleProductAttention(AttentionVariant):
                 weights, attended = None, self.attend(q, k, r, v)
         return self.out(self.merge_heads(attended).to(x.dtype)), weights
 
+    def attention_flops(self, batch: int, seq_len: int) -> int:
+        """Per (query, key) pair of the causal half, the projection form's two products [a_i; b_i] . k_j
+        (4 d_head) and a_ij v_j (2 d_head): 1.5 times dot-product attention's (c_i |k_j|^2 is O(T))."""
+        return 3 * batch * self.n_heads * seq_len**2 * self.d_head
+
     def attend(self, q: Tensor, k: Tensor, r: Tensor, v: Tensor) -> Tensor:
         """sum_j a_ij v_j (batch, heads, T, d_head) through the tiled kernel."""
         batch, heads, seq_len, d_head = q.shape
         planes, c = query_planes(q, r, self.scale(q.dtype).sqrt()[..., None])
-        block = query_block(seq_len)
+        block = TILING.block(seq_len)
         attended = GramAttention.apply(
             planes.view(batch * heads, 2 * seq_len, d_head),
             c.view(batch * heads, seq_len),
             k.view(batch * heads, seq_len, d_head),
             torch.linalg.vecdot(k, k).view(batch * heads, seq_len),
             v.reshape(batch * heads, seq_len, d_head),
-            self.future[:block, :block],
+            future_mask(block, q),
         )
         return attended.view(batch, heads, seq_len, d_head)
 
@@ -169,32 +170,12 @@ class TripleProductAttention(AttentionVariant):
         return naive.attend(naive.softmax_over(scores, naive.causal(x.shape[1])), x, self.value.weight, self.out.weight, self.n_heads)
 
 
-def query_block(seq_len: int) -> int:
-    """QUERY_BLOCK, or half of a shorter sequence, so that even short sequences skip the quarter of
-    the scores that lies wholly in the future."""
-    return min(QUERY_BLOCK, max(MIN_QUERY_BLOCK, math.ceil(seq_len / 2)))
-
-
-def rows_per_tile(batch_heads: int, seq_len: int, block: int) -> int:
-    return min(batch_heads, max(MIN_TILE_ROWS, TILE_ELEMENTS // (block * seq_len)))
-
-
-def tiles(batch_heads: int, seq_len: int, block: int) -> Iterator[tuple[slice, int, int]]:
-    """(batch*head rows, first query, end query) of every tile; a tile reads the keys before its end."""
-    rows = rows_per_tile(batch_heads, seq_len, block)
-    for first_row in range(0, batch_heads, rows):
-        for start in range(0, seq_len, block):
-            yield slice(first_row, first_row + rows), start, min(start + block, seq_len)
-
-
 class Workspace:
-    """Reusable tile buffers, so that the loop over tiles allocates nothing of size T x T
-    (a fresh large allocation costs a page fault per 4 KiB the first time it is written)."""
+    """The tile buffers of the Gram kernel (Tiling.buffer)."""
 
     def __init__(self, like: Tensor, batch_heads: int, seq_len: int, block: int, buffers: int) -> None:
-        size = rows_per_tile(batch_heads, seq_len, block) * block * seq_len
-        self.projections = like.new_empty(2 * size)
-        self.buffers = [like.new_empty(size) for _ in range(buffers)]
+        self.projections = TILING.buffer(like, batch_heads, seq_len, block, scores_per_query=2)
+        self.buffers = [TILING.buffer(like, batch_heads, seq_len, block) for _ in range(buffers)]
 
     def log2_scores(
         self, planes: Tensor, neg_c: Tensor, k: Tensor, m: Tensor, offset: Tensor | None, start: int, future: Tensor
@@ -204,9 +185,9 @@ class Workspace:
         `start` and the keys before the tile's end e; neg_c = -log2(e) c. Base 2, because exp2 is
         several times faster than exp on CPU."""
         rows, n, keys = neg_c.shape[0], neg_c.shape[1], k.shape[1]
-        projections = self.projections[: rows * 2 * n * keys].view(rows, 2 * n, keys)
+        projections = tile_view(self.projections, rows, 2 * n, keys)
         torch.matmul(planes, k.transpose(-2, -1), out=projections)
-        scores = self.buffers[0][: rows * n * keys].view(rows, n, keys)
+        scores = tile_view(self.buffers[0], rows, n, keys)
         if offset is None:
             torch.mul(neg_c[..., None], m[:, None, :], out=scores)
         else:
@@ -219,7 +200,7 @@ class Workspace:
     def product(self, left: Tensor, right: Tensor) -> Tensor:
         """left @ right, written into the second buffer."""
         shape = (left.shape[0], left.shape[1], right.shape[-1])
-        return torch.matmul(left, right, out=self.buffers[1][: math.prod(shape)].view(shape))
+        return torch.matmul(left, right, out=tile_view(self.buffers[1], *shape))
 
 
 class GramAttention(torch.autograd.Function):
@@ -234,7 +215,7 @@ class GramAttention(torch.autograd.Function):
         log2_sum_exp = c.new_empty(*c.shape, 1)
         neg_c = c * -LOG2_E
         workspace = Workspace(k, batch_heads, seq_len, future.shape[0], buffers=1)
-        for rows, start, end in tiles(batch_heads, seq_len, future.shape[0]):
+        for rows, start, end in TILING.tiles(batch_heads, seq_len, future.shape[0]):
             _, scores = workspace.log2_scores(
                 planes[rows, 2 * start : 2 * end], neg_c[rows, start:end], k[rows, :end], m[rows, :end], None, start, future
             )
@@ -260,7 +241,7 @@ class GramAttention(torch.autograd.Function):
             grad_v_t = v.new_zeros(batch_heads, v.shape[-1], seq_len)
             neg_c, neg_log2_sum_exp = c * -LOG2_E, -log2_sum_exp
             workspace = Workspace(k, batch_heads, seq_len, future.shape[0], buffers=2)
-            for rows, start, end in tiles(batch_heads, seq_len, future.shape[0]):
+            for rows, start, end in TILING.tiles(batch_heads, seq_len, future.shape[0]):
                 tile_planes, tile_c, tile_grad_out = planes[rows, 2 * start : 2 * end], c[rows, start:end], grad_out[rows, start:end]
                 projections, probs = workspace.log2_scores(
                     tile_planes, neg_c[rows, start:end], k[rows, :end], m[rows, :end], neg_log2_sum_exp[rows, start:end], start, future

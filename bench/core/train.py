@@ -208,6 +208,8 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
     train_set = task.train_set()
     train_set = train_set.to(device) if train_set is not None else None
     optimizer, scheduler = make_optimizer(model, train)
+    # compiled for the training steps only: evaluation's batches have other shapes, each a recompilation
+    step_model = torch.compile(model) if train.compile else model
     gradient_filter = GrokfastEMA(train.grokfast_alpha, train.grokfast_lambda) if train.grokfast_lambda > 0 else None
     model.train()
     outcome = Outcome(status="completed", steps_run=0, evaluations={}, steps_to_target={split: None for split in SPLITS})
@@ -239,7 +241,7 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
         lr = scheduler.get_last_lr()[0]  # the rate this step uses
         started = time.perf_counter()
         batch = train_set if train_set is not None and train.batch_size >= len(train_set) else task.sample(train.batch_size, train_stream).to(device)
-        result = train_step(model, optimizer, scheduler, batch.inputs, batch.targets, train.grad_clip, gradient_filter)
+        result = train_step(step_model, optimizer, scheduler, batch.inputs, batch.targets, train.grad_clip, gradient_filter)
         elapsed = time.perf_counter() - started
         outcome.train_seconds += elapsed
         outcome.steps_run = step
