@@ -122,15 +122,17 @@ class DistanceAttention(torch.autograd.Function):
 
 def diagonal_sums(left: Tensor, right: Tensor) -> Tensor:
     """s(d) = sum_(i >= d) left_i . right_i-d for left, right (heads, T, width): (heads, T). Block by block
-    of rows i, the products left_i . right_j (j <= i) land in a buffer whose QUERY_BLOCK columns on the left
-    are zeros, at [r, QUERY_BLOCK + j] for row r = i - start; the view [r, m] = buffer[r, m + r] then has
-    j = start + r - d, d = QUERY_BLOCK + start - m, in column m, and a sum over its rows sums a diagonal."""
+    of rows i (B = QUERY_BLOCK, or T if shorter), the products left_i . right_j (j <= i) land in a buffer
+    whose B columns on the left are zeros, at [r, B + j] for row r = i - start; the view [r, m] =
+    buffer[r, m + r] then has j = start + r - d, d = B + start - m, in column m, and a sum over its rows
+    sums a diagonal."""
     heads, seq_len, _ = left.shape
-    sums = left.new_zeros(heads, seq_len + QUERY_BLOCK)
-    buffer = left.new_zeros(heads, QUERY_BLOCK, QUERY_BLOCK + seq_len)
+    block = min(QUERY_BLOCK, seq_len)
+    sums = left.new_zeros(heads, seq_len + block)
+    buffer = left.new_zeros(heads, block, block + seq_len)
     for start, end in blocks(seq_len):
         rows = end - start
-        torch.matmul(left[:, start:end], right[:, :end].transpose(-2, -1), out=buffer[:, :rows, QUERY_BLOCK : QUERY_BLOCK + end])
-        diagonals = buffer.as_strided((heads, rows, QUERY_BLOCK + start + 1), (buffer.stride(0), buffer.stride(1) + 1, 1))
-        sums[:, : QUERY_BLOCK + start + 1] += diagonals.sum(1).flip(-1)
+        torch.matmul(left[:, start:end], right[:, :end].transpose(-2, -1), out=buffer[:, :rows, block : block + end])
+        diagonals = buffer.as_strided((heads, rows, block + start + 1), (buffer.stride(0), buffer.stride(1) + 1, 1))
+        sums[:, : block + start + 1] += diagonals.sum(1).flip(-1)
     return sums[:, :seq_len]

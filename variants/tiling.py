@@ -19,19 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-MIN_QUERY_BLOCK = 16
-
-
 @dataclass(frozen=True)
 class Tiling:
     query_block: int  # queries per tile: long enough for efficient products, short enough to skip most of the future
     tile_elements: int  # scores per tile, so that its elementwise passes stay in cache,
     min_rows: int  # but at least this many batch*head rows, so that long sequences do not split into hundreds of tiles
+    min_query_block: int = 16  # no fewer queries per tile than this
 
     def block(self, seq_len: int) -> int:
-        """query_block, or half of a shorter sequence, so that even short sequences skip the quarter of
-        the scores that lies wholly in the future."""
-        return min(self.query_block, max(MIN_QUERY_BLOCK, math.ceil(seq_len / 2)))
+        """query_block, or half of a shorter sequence (not below min_query_block), so that even short
+        sequences skip the quarter of the scores that lies wholly in the future."""
+        return min(self.query_block, max(self.min_query_block, math.ceil(seq_len / 2)))
 
     def rows(self, batch_heads: int, seq_len: int, block: int) -> int:
         return min(batch_heads, max(self.min_rows, self.tile_elements // (block * seq_len)))
