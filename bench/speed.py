@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from bench.core.config import build_model, build_task
+from bench.core.train import StepResult, make_optimizer, train_step
 from plugin.compat import cpu_memory_events
 from variants import VARIANTS
 from variants.base import AttentionVariant
@@ -128,6 +131,23 @@ def memory_bytes(layer: AttentionVariant, seq_len: int, mode: str, device: torch
         peak = peak_allocated_bytes(run)
     layer.zero_grad(set_to_none=True)
     return peak
+
+
+def training_step(cfg: DictConfig, device: torch.device, compiled: bool = False) -> tuple[nn.Module, Callable[[], StepResult]]:
+    """The model of cfg (seed 0) and a function that takes one training step of it on one fixed batch,
+    synchronised; the step's forward compiled with torch.compile if asked, as train.compile does."""
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    optimizer, scheduler = make_optimizer(model, cfg.train)
+    batch = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0)).to(device)
+    step_model = torch.compile(model) if compiled else model
+
+    def step() -> StepResult:
+        result = train_step(step_model, optimizer, scheduler, batch.inputs, batch.targets, cfg.train.grad_clip)
+        synchronize(device)
+        return result
+
+    return model, step
 
 
 def matmul_workload(size: int, device: torch.device) -> tuple[Callable[[], None], int]:

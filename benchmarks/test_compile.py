@@ -14,8 +14,8 @@ import time
 
 import pytest
 import torch
-from bench.core.config import build_model, build_task, compose_config
-from bench.core.train import make_optimizer, train_step
+from bench.core.config import compose_config
+from bench.speed import training_step
 from variants import VARIANTS, AttentionVariant
 
 ADOPT_ABOVE = 1.1  # end-to-end gain over eager at which compile would become the default
@@ -26,21 +26,17 @@ TIMED_STEPS = 30
 def step_seconds(name: str, compiled: bool) -> tuple[float, float, int]:
     """(seconds of the first two steps, which include compiling; median seconds of a later step; the default budget)."""
     cfg = compose_config([f"variant={name}"])
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    optimizer, scheduler = make_optimizer(model, cfg.train)
-    batch = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0))
     torch._dynamo.reset()  # a new job's process: nothing compiled in memory (the on-disk cache is the caller's)
-    step_model = torch.compile(model) if compiled else model
+    _, step = training_step(cfg, torch.device("cpu"), compiled)
 
-    def step() -> float:
+    def seconds() -> float:
         started = time.perf_counter()
-        result = train_step(step_model, optimizer, scheduler, batch.inputs, batch.targets, cfg.train.grad_clip)
+        result = step()
         assert result.loss == result.loss, "the step trained to a finite loss"
         return time.perf_counter() - started
 
-    first = step() + step()
-    return first, statistics.median(step() for _ in range(TIMED_STEPS)), cfg.train.steps
+    first = seconds() + seconds()
+    return first, statistics.median(seconds() for _ in range(TIMED_STEPS)), cfg.train.steps
 
 
 # the constructed circuits set their weights and leave them: they have no training step to compile

@@ -13,13 +13,11 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
-from bench.core.config import build_model, build_task, compose_config
+from bench.core.config import compose_config
 from bench.speed import (
-    N_HEADS, D_MODEL, REFERENCE, attention_layer, batch_size, count_flops, matmul_workload, memory_bytes, paired_medians, synchronize,
+    N_HEADS, D_MODEL, REFERENCE, attention_layer, batch_size, count_flops, matmul_workload, memory_bytes, paired_medians, training_step,
     workload,
 )  # fmt: skip
-from bench.core.train import make_optimizer, train_step
 from variants import VARIANTS
 
 TIME_PER_BENCHMARK = 2.0  # seconds of timed rounds aimed at, within [MIN_ROUNDS, MAX_ROUNDS]
@@ -88,15 +86,7 @@ def test_attention_layer(benchmark, medians, device, variant, seq_len, mode):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_training_step(benchmark, medians, device, variant):
     cfg = compose_config([f"variant={variant}", "task=induction", f"device={device}", *VARIANTS[variant].required_config])
-    torch.manual_seed(0)
-    model = build_model(cfg).to(device)
-    optimizer, scheduler = make_optimizer(model, cfg.train)
-    batch = build_task(cfg).sample(cfg.train.batch_size, torch.Generator().manual_seed(0)).to(device)
-
-    def step() -> None:
-        train_step(model, optimizer, scheduler, batch.inputs, batch.targets, cfg.train.grad_clip)
-        synchronize(device)
-
+    model, step = training_step(cfg, device)
     timed(benchmark, medians, (variant, "train_step"), step, variant=variant, mode="train_step",
           T=cfg.task.seq_len, batch=cfg.train.batch_size)  # fmt: skip
     if (variant, "train_step") in medians:

@@ -49,7 +49,7 @@ class SigmoidAttention(DotProductAttention):
         self.rotary = Rotary(self.d_head, max_seq_len, rope_base)
 
     def score_bias(self, distance: Tensor) -> Tensor:
-        return torch.full((), -math.log(distance.shape[0]), device=distance.device)
+        return torch.full((), gate_bias(distance.shape[0]), device=distance.device)
 
     def normalise(self, scores: Tensor) -> Tensor:
         return torch.sigmoid(scores)
@@ -58,7 +58,7 @@ class SigmoidAttention(DotProductAttention):
         batch, heads, seq_len, d = q.shape
         q = q * d**-0.5
         rows = (u.reshape(batch * heads, seq_len, d) for u in (q, k, v))
-        return GatedSum.apply(*rows, -math.log(seq_len)).view(batch, heads, seq_len, d)
+        return GatedSum.apply(*rows, gate_bias(seq_len)).view(batch, heads, seq_len, d)
 
     def fused_mask(self, seq_len: int, like: Tensor) -> None:
         return None  # the kernel adds its bias, -log T, itself
@@ -69,6 +69,11 @@ class SigmoidAttention(DotProductAttention):
         q, k = (naive.rotate(naive.heads(x, w, self.n_heads), self.rotary.base) for w in (w_q, w_k))
         weights = torch.sigmoid(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) - math.log(x.shape[1]))
         return naive.attend(weights * naive.causal(x.shape[1]), x, w_v, self.out.weight, self.n_heads)
+
+
+def gate_bias(seq_len: int) -> float:
+    """-log T: a weight of about 1 / T where the score is near 0."""
+    return -math.log(seq_len)
 
 
 class GatedSum(torch.autograd.Function):

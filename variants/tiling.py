@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 @dataclass(frozen=True)
 class Tiling:
     query_block: int  # queries per tile: long enough for efficient products, short enough to skip most of the future
@@ -66,8 +67,8 @@ def key_spans(u: Tensor, block: int, reach: int, extra: int) -> Tensor:
 
 class KeySpans(torch.autograd.Function):
     """key_spans' autograd: forward is a view of overlapping windows on one padded copy; backward adds
-    each span's two parts back in place, which autograd's generic as_strided and unfold backwards do
-    many times slower."""
+    every span's rows back in place, a block's width at a time, which autograd's generic as_strided
+    and unfold backwards do many times slower."""
 
     @staticmethod
     def forward(ctx, u: Tensor, block: int, reach: int, extra: int) -> Tensor:
