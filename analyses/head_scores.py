@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import pandas as pd
 import torch
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
+from variants import VARIANTS
 from plugin.plotting import bars_with_points
 from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
@@ -112,14 +114,21 @@ class HeadScores(Analysis):
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows
         best = rows.loc[rows.groupby(["run", "pattern"])["score"].idxmax()]
+        # A variant whose weights may be negative (differential's w1 - lambda w2) has scores outside [0, 1]:
+        # its interval is stated unbounded, never clipped around a mean that lies outside it.
+        signed = best["variant"].map(lambda name: getattr(VARIANTS.get(name), "weight_rows", "distribution") == "difference")
         roles = (
-            best.groupby(["setting", "task", "pattern"])
-            .agg(score=("score", describe), heads=("head", lambda heads: ", ".join(f"{h}×{n}" for h, n in heads.value_counts().items())))
+            best.assign(signed=signed)
+            .groupby(["setting", "task", "pattern"])
+            .apply(lambda group: pd.Series({"score": describe(group["score"], bounds=None if group["signed"].any() else (0.0, 1.0)),
+                                            "heads": ", ".join(f"{h}×{n}" for h, n in group["head"].value_counts().items())}),
+                   include_groups=False)
             .reset_index()
-        )
+        )  # fmt: skip
         path = bars_with_points(best, "score", col="pattern", row="task", ylabel="best head's score", path=data.figure_path("best"))
         return [
-            "Each run's highest-scoring head per pattern (scores in [0, 1], TransformerLens's mul convention, BOS and "
+            "Each run's highest-scoring head per pattern (scores in [0, 1], TransformerLens's mul convention, except for a "
+            "variant with signed weights (differential: w1 − λ w2), whose scores are unbounded and whose intervals unclipped; BOS and "
             "the current token excluded, on [BOS] + R + R probes of periods away from the task's fixed offsets). "
             f"Score: {INTERVAL_NOTE}; heads: which head was best, × the number of seeds where it was "
             "(heads are not matched across seeds).",

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from bench.core.memory import MemoryEstimate
 
 GROUPS = ("variant", "task")
+# The project's tuning sweeper (hydra/sweeper=tuning): it starts from a grid it states, and extends it.
+TUNING_SWEEPER_TARGET = "hydra_plugins.bench_sweeper.tuning_sweeper.TuningSweeper"
 # Config groups outside the defaults list, added with +group=name (e.g. +experiment=mqar, +debug=tiny).
 ADDABLE_GROUPS = ("experiment", "debug")
 
@@ -71,9 +73,11 @@ def job_override_lists(overrides: list[str], multirun: bool, parser: OverridesPa
                 raise ConfigError(f"'{override.input_line}' is a sweep; add -m (--multirun) to run one job per value")
         return [job_overrides]
     hydra = hydra_config([o.input_line for o in parsed if o.is_hydra_override() or o.key_or_group in ADDABLE_GROUPS], parser, config_name)
-    if hydra.sweeper._target_ != BASIC_SWEEPER_TARGET:
+    if hydra.sweeper._target_ not in (BASIC_SWEEPER_TARGET, TUNING_SWEEPER_TARGET):
         return None
     sweep_params = [f"{key}={value}" for key, value in hydra.sweeper.get("params", {}).items()]
+    if hydra.sweeper._target_ == TUNING_SWEEPER_TARGET:
+        sweep_params = sweep_params + tuning_grid_overrides(hydra.sweeper)
     jobs = expand_sweep(parse(parser, sweep_params + job_overrides))
     if names_jobs_by_overrides(hydra):
         check_directory_names(jobs, set(hydra.job.config.override_dirname.exclude_keys), parser)
@@ -94,6 +98,29 @@ def directory_name(job: list[str], excluded: set[str], parser: OverridesParser) 
     return ",".join(sorted(o.input_line for o in parser.parse_overrides(job) if o.key_or_group not in excluded))
 
 
+# Keys whose every value the schema checks on its own (a range): a job that differs from a checked
+# one only in these needs no composition of its own, once each of its values has been checked.
+GRID_KEYS = ("seed", "train.lr", "train.weight_decay")
+
+
+def covering_jobs(jobs: list[list[str]]) -> list[list[str]]:
+    """The jobs a sweep's check composes: one per setting (its overrides other than the grid keys),
+    then more until every value of each grid key is among them (a tuned sweep of 160 jobs is 8)."""
+    def is_grid(override: str) -> bool:
+        return override.split("=")[0] in GRID_KEYS
+
+    chosen: dict[frozenset[str], list[str]] = {}
+    for job in jobs:
+        chosen.setdefault(frozenset(o for o in job if not is_grid(o)), job)
+    covered = {o for job in chosen.values() for o in job if is_grid(o)}
+    for job in jobs:
+        missing = {o for o in job if is_grid(o)} - covered
+        if missing:
+            chosen[frozenset(job)] = job
+            covered |= missing
+    return list(chosen.values())
+
+
 def check_directory_names(jobs: list[list[str]], excluded: set[str], parser: OverridesParser) -> None:
     for job in jobs:
         name = directory_name(job, excluded, parser)
@@ -104,10 +131,9 @@ def check_directory_names(jobs: list[list[str]], excluded: set[str], parser: Ove
             )
 
 
-def expand_sweep(overrides: list[Override]) -> list[list[str]]:
-    """Every job of a sweep, as Hydra's basic sweeper expands it: the product of each override's values
-    (a glob over a config group listed by the parser's config loader), a later override of a key
-    replacing an earlier one."""
+def sweep_values(overrides: list[Override]) -> dict[str, list[str]]:
+    """Per key, the 'key=value' overrides a sweep takes (a glob over a config group listed by the
+    parser's config loader), a later override of a key replacing an earlier one."""
     by_key: dict[str, list[str]] = {}
     for override in overrides:
         key = override.get_key_element()
@@ -117,7 +143,20 @@ def expand_sweep(overrides: list[Override]) -> list[list[str]]:
             by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         else:
             by_key[key] = [f"{key}={override.get_value_element_as_str()}"]
-    return [list(job) for job in itertools.product(*by_key.values())]
+    return by_key
+
+
+def expand_sweep(overrides: list[Override]) -> list[list[str]]:
+    """Every job of a sweep, as Hydra's basic sweeper expands it: the product of each key's values."""
+    return [list(job) for job in itertools.product(*sweep_values(overrides).values())]
+
+
+def tuning_grid_overrides(sweeper: DictConfig) -> list[str]:
+    """The tuning sweeper's starting grid as sweep overrides ('train.lr=1e-3,3e-3'), so that the
+    command line's check covers every job it starts with (an extension's values are checked by each
+    job); a key its params set is not tuned (nor is one the command line sets, which comes later)."""
+    params = sweeper.get("params") or {}
+    return [f"{key}={','.join(str(value) for value in values)}" for key, values in (sweeper.get("tune") or {}).items() if key not in params]
 
 
 def check_job(overrides: list[str], parser: OverridesParser, config_name: str) -> None:
@@ -220,7 +259,7 @@ def check_command_line(overrides: list[str], multirun: bool, config_name: str = 
         if not jobs:
             asked = " ".join(o.input_line for o in parsed if not o.is_hydra_override()) or "the default sweep"
             raise ConfigError(f"the sweep '{asked}' expands to no job; check its globs and value lists")
-        for job in jobs:
+        for job in covering_jobs(jobs):
             try:
                 check_job(job, parser, config_name)
             except ConfigError as error:

@@ -31,6 +31,12 @@ Where this differs from Zoology, and why: training draws fresh sequences every s
 epochs over 100,000 stored ones (our generators have no finite training set unless they declare
 one); there is no ``num_passes`` (JRT repeats of the prefix); Zoology's check that the vocabulary
 exceeds seq_len is not made, since nothing in the task needs it; and seq_len may be odd.
+
+Chance given the context: a model that cannot look a key up can still name one of the values of
+the pairs in the prefix, drawn uniformly from the distinct ones; values are distinct within a
+sequence, so that is 1/k for a sequence of k pairs (0.125 at the defaults, where the context-free
+chance is 1/128), and with ``min_kv_pairs`` the mean of 1/k over the scored queries. Value-half
+tokens among the random fillers are not pair values and are not counted.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ import torch
 from torch import Tensor
 
 from plugin import Range
-from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction
+from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction, uniform_over_context
 
 # Token 0 is neither key nor value: Zoology's filler between queries.
 FILLER = 0
@@ -86,6 +92,14 @@ class AssocRecall(Task):
     @property
     def content_tokens(self) -> range:
         return range(1, self.vocab_size)
+
+    def chance_given_context(self, batch: Batch) -> float:
+        """Uniform over the distinct values of the sequence's pairs (module docstring): the odd
+        positions of the prefix of ``num_kv_pairs`` pairs, read from the batch's slice."""
+        position = torch.arange(batch.inputs.shape[1], device=batch.inputs.device)[None, :]
+        pairs = batch.slices["num_kv_pairs"][:, :1]
+        value_slot = (position % 2 == 1) & (position < 2 * pairs)
+        return uniform_over_context(batch, range(self.vocab_size // 2, self.vocab_size), value_slot)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         half = self.vocab_size // 2

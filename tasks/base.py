@@ -15,13 +15,16 @@ scored depends on inputs[:, :i + 1] and on the plant, not on the token to predic
 
 Subclass ``Task`` with a ``name`` and it is registered: ``task=<name>`` selects it, and its
 keyword-only constructor options (``seq_len``, ``vocab_size`` and its own) become its config keys.
-A task also states its chance level, its content tokens, the fixed offsets at which its answer
-always lies (none for most), and the options that set its difficulty. A task with a finite data
-set returns its whole training set from ``train_set`` and draws validation and test sets from
-held-out examples in ``evaluation_set``.
+A task also states its chance level (context-free, and given the context of a held-out batch:
+``chance_given_context``, whose rule each task file states in a sentence "Chance given the
+context: ..."), its content tokens, the fixed offsets at which its answer always lies (none for
+most), and the options that set its difficulty. A task with a finite data set returns its whole
+training set from ``train_set`` and draws validation and test sets from held-out examples in
+``evaluation_set``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -106,6 +109,13 @@ class Task:
         """Accuracy of the best guess that ignores the context: 1 / the number of possible answers."""
         return 1 / self.vocab_size
 
+    def chance_given_context(self, batch: Batch) -> float:
+        """The expected accuracy, over `batch`'s scored positions, of the best guess a model could make
+        without the ability the task tests. This default is the context-free ``chance_accuracy``, for
+        tasks whose context offers no candidate answers; a task whose context does overrides it
+        (usually with ``uniform_over_context``) and states its rule in its module docstring."""
+        return self.chance_accuracy
+
     @property
     def content_tokens(self) -> range:
         """Tokens that appear as plain content (not markers or BOS): what a probe may draw from."""
@@ -116,6 +126,40 @@ class Task:
         """Distances back at which the answer's source always lies (fixed copy: half the length).
         Head-score probes avoid repeat periods near them, so that position cannot pass as content."""
         return ()
+
+
+def uniform_over_context(batch: Batch, candidate_tokens: Iterable[int], where: Tensor | None = None) -> float:
+    """The expected accuracy of a guess drawn uniformly from the distinct candidate answers seen so
+    far, averaged over the scored positions of `batch` (targets != IGNORE_INDEX).
+
+    At scored position i of a row, the candidates are the distinct tokens of `candidate_tokens`
+    among inputs[:, :i + 1], counting only the positions where `where` (batch, T) is True if it is
+    given; the guess is right with probability 1[target among them] / their number. Where no
+    candidate has been seen, the guess is uniform over all of `candidate_tokens`. Vectorised: the
+    first position of each token among the candidates, then a running count of first occurrences.
+    """
+    inputs, targets = batch.inputs, batch.targets
+    scored = targets != IGNORE_INDEX
+    if not scored.any():
+        raise ValueError("the batch has no scored position (every target is IGNORE_INDEX): no chance level to measure")
+    device, (rows, length) = inputs.device, inputs.shape
+    tokens = torch.as_tensor(list(candidate_tokens), dtype=torch.int64, device=device)
+    vocab = max(int(inputs.max()), int(targets.max()), int(tokens.max()) if len(tokens) else -1) + 1
+    is_candidate = torch.zeros(vocab, dtype=torch.bool, device=device)
+    is_candidate[tokens] = True
+    position = torch.arange(length, device=device).expand(rows, -1)
+    seen = is_candidate[inputs.clamp(min=0)] & (inputs >= 0)
+    if where is not None:
+        seen &= where.to(device=device, dtype=torch.bool)
+    # first[b, v]: the first position where row b shows candidate v (length: never)
+    first = torch.full((rows, vocab), length, device=device).scatter_reduce(1, inputs.clamp(min=0), torch.where(seen, position, length), "amin")
+    count = (seen & (first.gather(1, inputs.clamp(min=0)) == position)).cumsum(1)
+    target = targets.clamp(min=0)
+    hit = first.gather(1, target) <= position
+    unseen = count == 0
+    hit = torch.where(unseen, is_candidate[target], hit)
+    count = torch.where(unseen, len(tokens), count).clamp(min=1)
+    return (hit.double() / count)[scored].mean().item()
 
 
 def uniform_fraction(batch_size: int, generator: torch.Generator) -> Tensor:

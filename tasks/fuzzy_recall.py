@@ -21,6 +21,11 @@ the stream (the same shared generator as ``in_context_recall``); and there are n
 which MAD-lab's benchmark never turns on for this task. Slices: ``query_distance``, the distance
 back to the key's latest earlier occurrence, and ``value_index``, the place of the predicted token
 in its value.
+
+Chance given the context: a guess drawn uniformly from the distinct value tokens seen so far, keys
+and pad excluded (``tasks/key_value.py``), the answer always being one of them; a value's tokens
+fill most of the value block within a few pairs, so it is about 0.13 at the defaults, barely above
+the context-free 1/8.
 """
 from __future__ import annotations
 

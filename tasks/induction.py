@@ -22,13 +22,17 @@ the current token in the copy (0 for its first token). ``n_repeats`` splits the 
 
     inputs   0  4  7  2  5  4  7  2  5
     targets  .  .  .  .  .  7  2  5  .
+
+Chance given the context: a guess drawn uniformly from the distinct content tokens (not BOS) of
+inputs[:, :i + 1], the current token included; the answer, copied from the earlier occurrence, is
+always one of them (about 0.036 at the defaults, where the context-free chance is 1/63).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction
+from tasks.base import IGNORE_INDEX, Batch, Task, uniform_fraction, uniform_over_context
 
 BOS = 0
 LAYOUTS = ("gaps", "repeat")
@@ -79,6 +83,10 @@ class Induction(Task):
     def fixed_offsets(self) -> tuple[int, ...]:
         return ((self.seq_len - 1) // 2,) if self.layout == "repeat" else ()
 
+    def chance_given_context(self, batch: Batch) -> float:
+        """Uniform over the distinct content tokens seen so far (module docstring)."""
+        return uniform_over_context(batch, self.content_tokens)
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         tokens = torch.randint(1, self.vocab_size, (batch_size, self.seq_len), generator=generator)
         tokens[:, 0] = BOS
@@ -113,7 +121,7 @@ def planted_labels(tokens: Tensor, plants: list[tuple[Tensor, Tensor, Tensor]]) 
     """Targets and slices from the plants: position i of a copy that predicts the next copied token
     is scored unless an earlier occurrence of tokens[i] was followed by another token than the
     plant's. Everything read lies at or before i, so later tokens never decide whether i counts."""
-    batch_size, seq_len = tokens.shape
+    _, seq_len = tokens.shape
     position = torch.arange(seq_len)[None, :]
     targets = torch.full_like(tokens, IGNORE_INDEX)
     gap, segment_index = torch.zeros_like(tokens), torch.zeros_like(tokens)

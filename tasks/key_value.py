@@ -15,6 +15,11 @@ Everything that decides whether a position is scored (its segment's role and whe
 occurred in an earlier segment) is the plant's and lies at or before the position. Slices:
 ``query_distance``, the distance back to the key's most recent earlier occurrence, and
 ``value_index``, the place of the predicted token in its value.
+
+Chance given the context (in-context, noisy and fuzzy recall alike): a model that cannot match a
+key can still name a value token it has seen, drawn uniformly from the distinct tokens of the value
+block among inputs[:, :i + 1] (keys, noise and pad are not candidates); the answer, shown with the
+key's earlier occurrence, is always one of them.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tasks.base import IGNORE_INDEX, Batch, PooledTask
+from tasks.base import IGNORE_INDEX, Batch, PooledTask, uniform_over_context
 
 
 class KeyValueRecall(PooledTask):
@@ -69,6 +74,10 @@ class KeyValueRecall(PooledTask):
     @property
     def content_tokens(self) -> range:
         return range(self.keys.start, self.values.stop)
+
+    def chance_given_context(self, batch: Batch) -> float:
+        """Uniform over the distinct value tokens seen so far (module docstring)."""
+        return uniform_over_context(batch, self.values)
 
     def generate(self, batch_size: int, generator: torch.Generator) -> Batch:
         return self.stream(batch_size, generator, shortest_key=1)

@@ -13,6 +13,11 @@ each returned whole by ``evaluation_set`` (its ``size`` and generator are ignore
 draws training pairs uniformly with replacement; a ``train.batch_size`` of at least the training
 set's size trains full batch, on every training pair at each step. Operations: add (a + b),
 sub (a - b) and mul (a b), all mod p. No slices: every sequence is scored at "=" alone.
+
+Chance given the context: the context-free 1/p (Task's default). The context holds the operands,
+not candidate answers: the answer equals an operand only where the operation leaves it unchanged
+(b = 0 for add and sub; a = 0 or b = 1 for mul), so naming an operand scores about 1/p (2/p for
+mul), and knowing when it is right is knowing the operation, the ability tested.
 """
 from __future__ import annotations
 

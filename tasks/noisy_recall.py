@@ -11,6 +11,10 @@ key-value pair otherwise; one slot is always a pair. ``vocab_size`` counts the n
 MAD-lab (baseline: vocab 32 with 16 noise tokens, noise fraction 0.2, 12,800 training examples).
 Everything else is ``in_context_recall``'s, differences from MAD-lab included. Slices:
 ``query_distance``, the distance back to the key's latest earlier occurrence.
+
+Chance given the context: a guess drawn uniformly from the distinct value tokens seen so far,
+noise tokens excluded (``tasks/key_value.py``); the answer is always one of them (about 0.22 at the
+defaults, where the context-free chance is 1/8).
 """
 from __future__ import annotations
 

@@ -20,6 +20,11 @@ chosen content token, so its last content token always stands right before the m
 offset; here the content's places are a uniform random subset of the positions before the marker,
 as in Gu & Dao's description. MAD-lab's requirement of at least one noise token before the marker
 (seq_len > 2 × num_tokens_to_copy + 1) is kept: without one the task is plain copying.
+
+Chance given the context: a model that cannot select and order the tokens can still name one of
+the content tokens it has seen (noise and marker excluded), drawn uniformly from the distinct ones;
+the answer is always one of them, so a row with d distinct content tokens gives 1/d (about 0.10 at
+the defaults, where the context-free chance is 1/14).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import torch
 from torch import Tensor
 
 from plugin import Range
-from tasks.base import IGNORE_INDEX, Batch, PooledTask
+from tasks.base import IGNORE_INDEX, Batch, PooledTask, uniform_over_context
 
 
 class SelectiveCopy(PooledTask):
@@ -61,6 +66,10 @@ class SelectiveCopy(PooledTask):
     @property
     def content_tokens(self) -> range:
         return range(self.vocab_size - 2)
+
+    def chance_given_context(self, batch: Batch) -> float:
+        """Uniform over the distinct content tokens seen so far (module docstring)."""
+        return uniform_over_context(batch, self.content_tokens)
 
     def generate(self, batch_size: int, generator: torch.Generator) -> Batch:
         count = self.num_tokens_to_copy

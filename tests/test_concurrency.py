@@ -103,7 +103,7 @@ def sweep(sweep_dir: Path, *overrides: str) -> list[str]:
 @pytest.mark.slow
 def test_two_sweeps_into_one_directory_train_every_job_exactly_once(tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    overrides = ("task=copy,induction", "seed=0,1", "train.steps=150", "train.target_accuracy=null")
+    overrides = ("task=copy,induction", "seed=0,1", "train.steps=150", "train.target_accuracy=null", "train.lr=3e-3")
     first, second = (subprocess.Popen(sweep(tmp_path / "sweep", *overrides), cwd=tmp_path, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, env=environment) for _ in range(2))  # fmt: skip
     logs = [process.communicate(timeout=600)[0] for process in (first, second)]

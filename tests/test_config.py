@@ -68,12 +68,13 @@ def test_task_options_are_config_keys(make_config):
     assert build_task(cfg).variable_length and build_task(cfg).seq_len == 64
 
 
-def test_the_default_sweep_covers_three_variants_both_tasks_and_three_seeds():
-    assert check_command_line([], multirun=True) == 3 * 2 * 3
+def test_the_default_sweep_checks_four_variants_both_tasks_five_seeds_at_every_starting_learning_rate():
+    assert check_command_line([], multirun=True) == 4 * 2 * 5 * 4
 
 
 def test_command_line_sweep_values_replace_the_default_sweep():
-    assert check_command_line(["variant=standard", "task=copy,induction", "seed=0,1,2"], multirun=True) == 6
+    assert check_command_line(["variant=standard", "task=copy,induction", "seed=0,1,2"], multirun=True) == 2 * 3 * 4
+    assert check_command_line(["variant=standard", "task=copy,induction", "seed=0,1,2", "train.lr=1e-3"], multirun=True) == 6, "a set rate is not tuned"
 
 
 def test_a_bad_job_in_a_sweep_is_named_before_anything_runs():

@@ -9,19 +9,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bench.cli import check_job, job_override_lists
+from bench.cli import check_job, covering_jobs, job_override_lists
 from bench import CONF_DIR, CONFIG_NAME
 from bench.core.config import register_configs
 from tasks import TASKS
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
-# Keys whose every value the schema checks on its own: a job that differs from a validated one only
-# in these needs no composition of its own, once each value has been composed somewhere.
-GRID_KEYS = ("seed", "train.lr", "train.weight_decay")
 
 
 def claimed_jobs(name: str) -> int | None:
@@ -50,33 +47,29 @@ def test_there_are_the_named_experiments_of_this_issue():
     assert {"default", "mqar", "mad"} <= set(EXPERIMENTS)
 
 
-def is_grid(override: str) -> bool:
-    return override.split("=")[0] in GRID_KEYS
-
-
-def covering_jobs(jobs: list[list[str]]) -> list[list[str]]:
-    """One job per setting (its overrides other than the grid keys), then more jobs until every value
-    of each grid key is among them."""
-    chosen: dict[frozenset[str], list[str]] = {}
-    for job in jobs:
-        chosen.setdefault(frozenset(o for o in job if not is_grid(o)), job)
-    covered = {o for job in chosen.values() for o in job if is_grid(o)}
-    for job in jobs:
-        missing = {o for o in job if is_grid(o)} - covered
-        if missing:
-            chosen[frozenset(job)] = job
-            covered |= missing
-    return list(chosen.values())
-
-
 # The larger experiments (72 to 288 jobs; 3 to 8 s each to validate) with the slow tests.
 LARGE_EXPERIMENTS = ("mad", "mqar", "zoo")
+
+
+def starting_jobs(jobs: list[list[str]], tuned: list[str]) -> int:
+    """The jobs the tuning sweeper starts with, of the checked ones (every tuned value x every seed):
+    each grid point on the first seed, then each other seed once, per combination of the rest."""
+    def key(override: str) -> str:
+        return override.split("=", 1)[0]
+
+    groups = {frozenset(o for o in job if key(o) != "seed" and key(o) not in tuned) for job in jobs}
+    grid = {tuple(o for o in job if key(o) in tuned) for job in jobs}
+    seeds = {o for job in jobs for o in job if key(o) == "seed"}
+    return len(groups) * (len(grid) + len(seeds) - 1) if tuned else len(jobs)
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in LARGE_EXPERIMENTS else []) for name in EXPERIMENTS])
 def test_each_experiment_expands_to_the_jobs_it_claims_and_its_settings_validate(name):
     jobs = expand([f"+experiment={name}"])
-    assert jobs and claimed_jobs(name) in (None, len(jobs))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweeper = compose(CONFIG_NAME, overrides=[f"+experiment={name}"], return_hydra_config=True).hydra.sweeper
+    tuned = [key for key in sweeper.get("tune") or {} if key not in (sweeper.get("params") or {})]
+    assert jobs and claimed_jobs(name) in (None, starting_jobs(jobs, tuned))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
         for job in covering_jobs(jobs):
@@ -85,7 +78,7 @@ def test_each_experiment_expands_to_the_jobs_it_claims_and_its_settings_validate
 
 def test_default_is_todays_default_sweep():
     named = {without_experiment(job) for job in expand(["+experiment=default"])}
-    assert named == {frozenset(job) for job in expand([])} and len(named) == 18
+    assert named == {frozenset(job) for job in expand([])} and len(named) == 4 * 2 * 5 * 4
 
 
 def test_mad_selects_over_learning_rate_and_weight_decay_and_scores_mad(make_config):

@@ -26,7 +26,7 @@ from bench.core.job import mark_launching_process, runs_in_launching_process
 from bench.report.records import load_results
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK = ["variant=standard", "+debug=tiny", "train.eval_every=10"]
+QUICK = ["variant=standard", "+debug=tiny", "train.eval_every=10", "train.lr=3e-3"]  # a set rate: one job per seed, untuned
 PROGRESS_BAR = re.compile(r"copy: +\d+%\|")  # tqdm's bar for the task copy
 
 

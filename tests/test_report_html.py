@@ -41,8 +41,8 @@ def test_every_section_is_there(report):
 
 def test_markdown_figures_exist_and_html_embeds_each_one(report):
     linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", report.read_text())
-    # summary, accuracy and loss curves, slices, length generalisation, attention × 2 tasks, head scores, composition × 2 tasks
-    assert len(linked) == 10
+    # verdicts, summary, accuracy and loss curves, slices, length generalisation, attention × 2 tasks, head scores, composition × 2 tasks
+    assert len(linked) == 11
     for path in linked:
         assert (report.parent / path).read_bytes().startswith(b"\x89PNG")
     page = (report.parent / "report.html").read_text()

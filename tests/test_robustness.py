@@ -23,7 +23,7 @@ from bench.report.records import load_results
 from test_report import result, write_results
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK = ("+debug=tiny", "train.steps=10", "train.eval_every=10", "analysis.length_generalisation.factors=[1]")
+QUICK = ("+debug=tiny", "train.steps=10", "train.eval_every=10", "train.lr=3e-3", "analysis.length_generalisation.factors=[1]")
 
 
 @pytest.mark.parametrize("content", ["[1, 2, 3]", '"a string"', "42", "null", '{"status": "compl'])
@@ -106,7 +106,7 @@ def test_result_files_hold_no_bare_nan(tmp_path):
 def test_a_sweep_with_an_unreadable_result_a_blocked_directory_and_a_half_written_job_completes_the_rest(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["variant=standard", *QUICK, "task=copy", "seed=0,1,2,3"]
-    names = {seed: f"+debug=tiny,analysis.length_generalisation.factors=[1],seed={seed},task=copy,train.eval_every=10,train.steps=10,variant=standard" for seed in range(4)}
+    names = {seed: f"+debug=tiny,analysis.length_generalisation.factors=[1],seed={seed},task=copy,train.eval_every=10,train.lr=0.003,train.steps=10,variant=standard" for seed in range(4)}
     (sweep_dir / names[0]).mkdir(parents=True)
     (sweep_dir / names[0] / "result.json").write_text('["not", "a", "record"]')  # unreadable
     (sweep_dir / names[1]).write_text("a file where the job's directory should be")  # blocked

@@ -32,7 +32,7 @@ main()
 
 @pytest.mark.slow
 def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
-    quick = ["+debug=tiny", "train.steps=20", "train.eval_every=10"]
+    quick = ["+debug=tiny", "train.steps=20", "train.eval_every=10", "train.lr=3e-3"]  # a set rate: no tuning
     completed = subprocess.run(
         [sys.executable, "-c", WITH_A_BROKEN_VARIANT, "-m", "variant=broken,standard", "task=copy,induction",
          "seed=0", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
@@ -61,7 +61,7 @@ def test_sweep_records_every_job_survives_a_crash_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_a_partial_sweep_reports_what_is_missing(tmp_path):
-    quick = ["+debug=tiny", "train.steps=10", "train.eval_every=10"]
+    quick = ["+debug=tiny", "train.steps=10", "train.eval_every=10", "train.lr=3e-3"]
     subprocess.run(
         [sys.executable, "-m", "bench", "-m", "variant=standard", "task=copy", "seed=0,1,2", *quick, f"hydra.sweep.dir={tmp_path}/sweep"],
         cwd=tmp_path, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
@@ -89,3 +89,26 @@ def test_an_old_sweep_does_not_look_unfinished_after_a_variant_is_added(tmp_path
     finally:
         del VARIANTS["added_after_the_sweep"]
     assert "have no result yet" in text and "0 have no result yet" in text, "the jobs it asked for when it started"
+
+
+@pytest.mark.slow
+def test_a_tuning_sweep_on_parallel_workers_brackets_its_rate_reports_verdicts_and_resumes(tmp_path):
+    command = [sys.executable, "-m", "bench", "-m", "+debug=tiny", "variant=standard,positional", "task=copy", "seed=0,1",
+               "hydra.sweeper.tune={train.lr:[1e-4,1e-3,1e-2]}", "hydra.sweeper.max_extensions=1", "train.steps=60",
+               "train.eval_every=20", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/result.json")]
+    for variant in ("standard", "positional"):
+        ran = sorted((r["seed"], r["config"]["train"]["lr"]) for r in records if r["variant"] == variant)
+        tuned = [lr for seed, lr in ran if seed == 0]
+        assert tuned[:3] == [1e-4, 1e-3, 1e-2] and len(tuned) <= 4, "the grid, and at most one step past an edge"
+        (confirmed,) = [lr for seed, lr in ran if seed == 1]
+        assert confirmed in tuned
+    assert all(r["budget"]["status"] in ("reached target", "converged", "still improving") for r in records)
+    assert json.loads((tmp_path / "sweep" / "jobs.json").read_text()).__len__() == len(records)
+    report = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert report.index("## Verdicts") < report.index("## Findings") and "could not be built" not in report
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert again.returncode == 0, again.stderr
+    assert (again.stdout + again.stderr).count("already completed") == len(records), "resumed: every job found done, none trained"

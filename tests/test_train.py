@@ -11,7 +11,7 @@ from torch import nn
 
 from bench.core.config import build_model, build_task
 from bench.core.job import run
-from bench.core.train import GrokfastEMA, evaluate, learning_rate_factor, make_optimizer, scored_loss, stream, train
+from bench.core.train import Budget, GrokfastEMA, evaluate, learning_rate_factor, loss_drop, make_optimizer, scored_loss, stream, train
 from tasks import IGNORE_INDEX, Batch
 from test_launchers import without_timing
 
@@ -22,6 +22,55 @@ def test_warmup_then_cosine_to_the_floor():
     assert factors[60] == pytest.approx(0.55)
     assert factors[110] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+
+
+def schedule(**changes):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"steps": 100, "warmup_steps": 10, "min_lr_ratio": 0.1, "schedule": "wsd", "decay_fraction": 0.2,
+                             "max_extension": 4, "plateau_window": 20, "plateau_drop": 0.05, **changes})  # fmt: skip
+
+
+def curve(*losses, every=10):
+    return [{"step": every * i, "validation_loss": loss} for i, loss in enumerate(losses)]
+
+
+def test_wsd_holds_the_rate_until_the_run_is_judged_then_decays_linearly_to_the_floor():
+    budget = Budget(schedule())
+    assert budget.factor(0) == pytest.approx(0.1) and budget.factor(9) == 1.0 and budget.factor(85) == 1.0
+    budget.judge(80, curve(4.0, 3.0, 2.0, 1.9, 1.9, 1.9, 1.9, 1.9, 1.9))  # flat over the last 20 steps: converged
+    assert budget.status == "converged" and budget.steps == 100 and budget.decay_start == 80
+    assert budget.factor(90) == pytest.approx(0.55) and budget.factor(100) == pytest.approx(0.1)
+
+
+def test_a_run_still_improving_doubles_its_budget_up_to_the_stated_maximum_and_then_says_so():
+    budget, falling = Budget(schedule(max_extension=3)), curve(*[4.0 * 0.9**i for i in range(40)])
+    budget.judge(70, falling[:8])
+    assert budget.steps == 100 and budget.status is None, "judged only where the decay would begin"
+    budget.judge(80, falling[:9])
+    assert (budget.steps, budget.extensions, budget.status, budget.factor(150)) == (200, 1, None, 1.0)
+    budget.judge(160, falling[:17])
+    assert (budget.steps, budget.extensions) == (300, 2), "doubling stops at max_extension x steps"
+    budget.judge(240, falling[:25])
+    assert budget.status == "still improving" and budget.decay_start == 240 and budget.steps == 300
+
+
+def test_cosine_is_judged_at_its_last_step_and_the_drop_is_measured_over_the_window():
+    budget = Budget(schedule(schedule="cosine", max_extension=1))
+    budget.judge(80, curve(4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1))
+    assert budget.status is None
+    budget.judge(100, curve(4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1))
+    assert budget.status == "still improving", "0.2 at step 80 to 0.1 at step 100 is a 50% drop"
+    assert loss_drop(curve(2.0, 1.0), window=1000) == pytest.approx(0.5), "a run shorter than the window: from its first point"
+
+
+def test_a_run_records_its_budget_status_and_its_chance_given_the_context(make_config, tmp_path):
+    cfg = make_config("+debug=tiny", "task=induction", "train.steps=40", "train.eval_every=10", "train.plateau_window=10",
+                      "train.plateau_drop=0.001", "train.max_extension=2", "train.warmup_steps=5", "train.lr=3e-3")  # fmt: skip
+    record = run(cfg, tmp_path, single_run=True, overrides=[])
+    assert record["budget"]["status"] in ("still improving", "converged") and record["budget"]["extensions"] == 1
+    assert record["steps_run"] == record["budget"]["steps"] == 80
+    assert 1 / 31 < record["chance_given_context"] < 1 and record["chance_given_context"] > record["chance_accuracy"]
 
 
 def test_loss_counts_only_scored_positions_and_is_zero_without_any():

@@ -39,6 +39,7 @@ VARIANT_ARGUMENTS = ("d_model", "n_heads", "max_seq_len")
 MAX_CONTEXT = 65536
 MAX_SEED = 2**63 - 1
 ACTIVATIONS = ("gelu", "relu")
+SCHEDULES = ("cosine", "wsd")
 
 
 def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False, reason: str = "") -> Any:
@@ -73,6 +74,19 @@ class TrainConfig:
     beta2: float = ranged(0.999, 0, 1, high_open=True)
     warmup_steps: int = ranged(100, 0, 10**9)
     min_lr_ratio: float = ranged(0.1, 0, 1)
+    # wsd (warmup-stable-decay): warm-up, a constant rate, then a linear decay over the last
+    # decay_fraction of the budget, a budget that can be extended since the decay starts only once
+    # the run is no longer improving. cosine: warm-up, then cosine decay to min_lr_ratio at `steps`.
+    schedule: str = choice("wsd", SCHEDULES)
+    decay_fraction: float = ranged(0.2, 0, 1, low_open=True, high_open=True)
+    # The most a run still improving at `steps` may train, as a multiple of `steps` (wsd only): its
+    # budget doubles, up to this, while validation loss still falls by more than plateau_drop over
+    # plateau_window steps. 1: the budget is `steps`, never extended.
+    max_extension: int = ranged(4, 1, 1000)
+    # A run is "still improving" when its validation loss fell by more than this share over the last
+    # plateau_window steps, and "converged" otherwise (every run records which, or "reached target").
+    plateau_window: int = ranged(500, 1, 10**9)
+    plateau_drop: float = ranged(0.05, 0, 1, low_open=True, high_open=True)
     grad_clip: float = ranged(1.0, 0, 1e6)  # 0: no clipping
     grokfast_lambda: float = ranged(0.0, 0, 100)  # 0: off; > 0 adds this times the gradients' EMA (Grokfast)
     grokfast_alpha: float = ranged(0.98, 0, 1, high_open=True)  # the EMA's decay
@@ -314,6 +328,9 @@ def validate(cfg: DictConfig) -> None:
         if value is None or isinstance(value, (DictConfig, ListConfig)) or key.split(".")[0] not in ("train", "model", "task", "variant"):
             raise ConfigError(f"protocol.select_on names '{key}', which is not a train, model, task or variant key of this config "
                               "(a key with one value, e.g. train.lr)")  # fmt: skip
+    if cfg.train.max_extension > 1 and cfg.train.schedule != "wsd":
+        raise ConfigError(f"train.max_extension={cfg.train.max_extension} extends a budget, which only train.schedule=wsd can "
+                          "(a cosine schedule has already decayed at train.steps); allowed: train.max_extension=1, or train.schedule=wsd")  # fmt: skip
     if cfg.task.seq_len > cfg.model.max_seq_len:
         raise ConfigError(
             f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="

@@ -169,6 +169,8 @@ def execute(cfg: DictConfig, output_dir: Path, progress: bool) -> dict[str, Any]
         "metrics": {split: evaluation.metrics() for split, evaluation in outcome.evaluations.items()},
         "test_slices": outcome.evaluations["test"].slices,
         "chance_accuracy": task.chance_accuracy,
+        "chance_given_context": outcome.chance_given_context,
+        "budget": outcome.budget,
         "train_set_size": len(train_set) if train_set is not None else None,  # None: a generator, no finite set to memorise
         "curve": outcome.curve,
         "steps_to_target": outcome.steps_to_target,
@@ -273,8 +275,14 @@ def end_with_parent() -> None:
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
+def objective(record: dict[str, Any]) -> dict[str, Any]:
+    """What a sweeper tunes on: the job's status and final validation numbers (never the test set's)."""
+    validation = (record.get("metrics") or {}).get("validation", {})
+    return {"status": record.get("status"), "validation_accuracy": validation.get("accuracy"), "validation_loss": validation.get("loss")}
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
-def hydra_app(cfg: DictConfig) -> float | None:
+def hydra_app(cfg: DictConfig) -> dict[str, Any]:
     """Hydra's task function: one job of the run or sweep, in whichever process the launcher runs it."""
     hydra_config = HydraConfig.get()
     single_run = hydra_config.mode == RunMode.RUN
@@ -292,7 +300,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
         threads=cfg.train.num_threads or threads_per_job(hydra_config.launcher),
         progress=in_launching_process,
     )
-    return (record.get("metrics") or {}).get("test", {}).get("accuracy")
+    return objective(record)
 
 
 def main() -> None:

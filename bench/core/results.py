@@ -112,7 +112,7 @@ RECORD_FIELDS: dict[str, Any] = {
     "trained": bool, "control": bool, "train_time_s": "number", "train_tokens_per_s": "number",
     "wall_time_s": "number", "config": dict, "code": dict, "environment": dict, "analyses": dict,
     "overrides": list, "metrics": dict, "steps_to_target": dict, "curve": list, "test_slices": list,
-    "weights_sha256": str,
+    "weights_sha256": str, "chance_given_context": "number", "budget": dict,
 }  # fmt: skip
 
 

@@ -8,6 +8,12 @@ gives every number the report prints. Both held-out sets are evaluated every ``e
 steps (the learning curve); the run stops once validation accuracy has held the target for
 ``target_hold`` evaluations in a row.
 
+Every run ends in one budget status: "reached target" (the early stop), "converged" (its
+validation loss fell by no more than ``plateau_drop`` of itself over the last ``plateau_window``
+steps) or "still improving". Under the warmup-stable-decay schedule the status is decided where
+the decay would begin; a run still improving there has its budget doubled, up to
+``max_extension`` times ``steps``, so that a run is cut short only at a stated maximum and says so.
+
 Loss and accuracy count only scored positions (targets != IGNORE_INDEX).
 """
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Outcome:
     steps_to_target: dict[str, int | None] = field(default_factory=dict)  # first step at the target, per split
     train_seconds: float = 0.0  # time in training steps alone (evaluations excluded)
     tokens_per_second: float = 0.0
+    budget: dict = field(default_factory=dict)  # status, final budget in steps, extensions, last loss drop
+    chance_given_context: float = math.nan  # the test set's chance level given the context
 
 
 def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -66,21 +74,84 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, min_rat
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+REACHED, CONVERGED, IMPROVING = "reached target", "converged", "still improving"
+
+
+class Budget:
+    """The run's step budget and learning-rate schedule, which a wsd run may extend.
+
+    cosine: warm-up, then cosine decay to min_lr_ratio at train.steps; the budget is fixed.
+    wsd: warm-up, a constant rate, and a linear decay to min_lr_ratio over the last decay_fraction
+    of the budget. At the first evaluation past the decay's start the run is judged: still
+    improving, with room below max_extension x steps, doubles its budget (the rate stays constant); otherwise
+    the decay begins there and the run's status is what the judgement found."""
+
+    def __init__(self, train: DictConfig) -> None:
+        self.train = train
+        self.steps = train.steps
+        self.most = train.steps * train.max_extension
+        self.decay_start: int | None = None
+        self.extensions = 0
+        self.status: str | None = None  # set once the run is judged, or reaches its target
+
+    def factor(self, step: int) -> float:
+        train = self.train
+        if train.schedule == "cosine":
+            return learning_rate_factor(step, train.warmup_steps, self.steps, train.min_lr_ratio)
+        if step < train.warmup_steps:
+            return (step + 1) / train.warmup_steps
+        if self.decay_start is None or step < self.decay_start:
+            return 1.0
+        progress = min(1.0, (step - self.decay_start) / max(1, self.steps - self.decay_start))
+        return 1 - (1 - train.min_lr_ratio) * progress
+
+    def judge(self, step: int, curve: list[dict]) -> None:
+        """At an evaluation: under wsd, past the decay's start and not yet decaying, extend the
+        budget of a run still improving, or begin the decay; under cosine, judge at the last step."""
+        train = self.train
+        if train.schedule == "cosine":
+            if step >= self.steps:
+                self.status = IMPROVING if improving(curve, train.plateau_window, train.plateau_drop) else CONVERGED
+            return
+        if self.decay_start is not None or step < self.steps - round(train.decay_fraction * self.steps):
+            return
+        still_improving = improving(curve, train.plateau_window, train.plateau_drop)
+        if still_improving and self.steps < self.most:
+            self.steps = min(2 * self.steps, self.most)
+            self.extensions += 1
+            return
+        self.decay_start = step
+        self.status = IMPROVING if still_improving else CONVERGED
+
+
+def loss_drop(curve: list[dict], window: int) -> float:
+    """The share by which validation loss fell from `window` steps before the last evaluation (or
+    from the first evaluation, in a run shorter than that) to the last one."""
+    points = [(p["step"], p["validation_loss"]) for p in curve if math.isfinite(p.get("validation_loss", math.nan))]
+    if len(points) < 2:
+        return math.nan
+    last_step, last = points[-1]
+    earlier = [loss for step, loss in points if step <= last_step - window] or [points[0][1]]
+    return (earlier[-1] - last) / earlier[-1] if earlier[-1] > 0 else 0.0
+
+
+def improving(curve: list[dict], window: int, drop: float) -> bool:
+    return loss_drop(curve, window) > drop
+
+
 def decays(parameter: nn.Parameter) -> bool:
     """Weight decay shrinks matrices (projections, embeddings) only: not biases, gains or scalars."""
     return parameter.ndim >= 2 and not getattr(parameter, "no_weight_decay", False)
 
 
-def make_optimizer(model: nn.Module, train: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def make_optimizer(model: nn.Module, train: DictConfig, budget: Budget | None = None) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     parameters = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in parameters if decays(p)], "weight_decay": train.weight_decay},
         {"params": [p for p in parameters if not decays(p)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, train.warmup_steps, train.steps, train.min_lr_ratio)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, (budget or Budget(train)).factor)
     return optimizer, scheduler
 
 
@@ -201,13 +272,16 @@ class LoadMeter:
 
 
 def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: torch.device, progress: bool, steps: int) -> Outcome:
-    """Train `model` on `task` for up to `steps` steps (0: evaluate only)."""
+    """Train `model` on `task` for up to `steps` steps (0: evaluate only), or the longer budget a
+    wsd run still improving extends to (Budget)."""
     train_stream = stream(seed, "train")
     size = train.eval_batches * train.batch_size
     held_out = {split: task.evaluation_set(split, size, stream(seed, split)).to(device) for split in SPLITS}
     train_set = task.train_set()
     train_set = train_set.to(device) if train_set is not None else None
-    optimizer, scheduler = make_optimizer(model, train)
+    budget = Budget(train)
+    budget.steps, budget.most = steps, steps * train.max_extension
+    optimizer, scheduler = make_optimizer(model, train, budget)
     # compiled for the training steps only: evaluation's batches have other shapes, each a recompilation
     step_model = torch.compile(model) if train.compile else model
     gradient_filter = GrokfastEMA(train.grokfast_alpha, train.grokfast_lambda) if train.grokfast_lambda > 0 else None
@@ -237,7 +311,9 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
 
     record_evaluation(0, scheduler.get_last_lr()[0])
     bar = tqdm(total=steps, disable=not progress or steps == 0, desc=task.name, unit="step")
-    for step in range(1, steps + 1):
+    step = 0
+    while step < budget.steps:
+        step += 1
         lr = scheduler.get_last_lr()[0]  # the rate this step uses
         started = time.perf_counter()
         batch = train_set if train_set is not None and train.batch_size >= len(train_set) else task.sample(train.batch_size, train_stream).to(device)
@@ -253,12 +329,17 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
         if not math.isfinite(result.loss):
             outcome.status = "diverged"
             break
-        if step % train.eval_every == 0 or step == steps:
-            stop = record_evaluation(step, lr)
-            bar.set_postfix(loss=f"{result.loss:.3f}", val_acc=f"{outcome.evaluations['validation'].accuracy:.3f}")
-            if stop:
+        if step % train.eval_every == 0 or step == budget.steps:
+            if record_evaluation(step, lr):
+                budget.status = REACHED
                 break
+            budget.judge(step, outcome.curve)
+            bar.total = budget.steps
+            bar.set_postfix(loss=f"{result.loss:.3f}", val_acc=f"{outcome.evaluations['validation'].accuracy:.3f}")
     bar.close()
+    outcome.budget = {"status": budget.status if steps else None, "steps": budget.steps, "extensions": budget.extensions,
+                      "validation_loss_drop": loss_drop(outcome.curve, train.plateau_window)}  # fmt: skip
+    outcome.chance_given_context = task.chance_given_context(held_out["test"].to("cpu"))
     outcome.tokens_per_second = tokens / outcome.train_seconds if outcome.train_seconds else 0.0
     return outcome
 

@@ -10,13 +10,17 @@ Selection, in order (rows come one per config from bench.report.records):
    varies (copy's variable_length) makes another task, not a setting.
 3. Over the selection grid (the ``protocol.select_on`` keys, the learning rate by default; MAD's
    experiment adds weight decay), each setting x task keeps the grid point with the best mean
-   final *validation* accuracy over its seeds; a diverged seed counts as 0 there, a failed one (an
-   error, not a result) is left out. Ties go to the lower validation loss.
+   final *validation* accuracy over its tuning seeds, those it ran at every grid point (the tuning
+   sweeper runs the grid on one seed and the other seeds at the chosen point only); a diverged
+   seed counts as 0 there, a failed one (an error, not a result) is left out. Ties go to the lower
+   validation loss, and exact ties to the point run on more seeds (the one a sweep confirmed),
+   then to the point nearest the grid's middle. The tuning sweeper
+   (hydra_plugins/bench_sweeper) chooses by this same rule.
 4. The selected runs are the completed runs at that point. Every section reports their *test*
    numbers; the others are counted and listed, never averaged in.
 
-Verdict rules: roles (model, constructed, control), "at chance", "tie", where a model "breaks"
-along a difficulty axis, the seeds a two-sample t-test would need, and the MAD score.
+Roles (model, constructed, control), where a model "breaks" along a difficulty axis, and the MAD
+score; the verdicts and their statistical rule are bench.report.verdicts and plugin.statistics.
 """
 from __future__ import annotations
 
@@ -33,15 +37,6 @@ from tasks import TASKS
 NOT_SETTINGS = {"seed", "variant.name", "task.name", "protocol.select_on", "protocol.score", *RUN_CONTROL_KEYS}
 PROTOCOL_COLUMNS = ["protocol.select_on", "protocol.score"]
 IDENTITY = ["run", "variant", "task", "seed", "setting"]
-# A setting is "at chance" when its mean test accuracy is at most this factor of the chance level
-# (or the chance level plus AT_CHANCE_MARGIN, whichever is larger).
-AT_CHANCE, AT_CHANCE_MARGIN = 2.0, 0.02
-# A loss is "flat" when training lowered the test loss by less than this fraction of its start.
-FLAT_LOSS = 0.05
-# Largest number of seeds per setting worth suggesting; beyond it a difference is called negligible.
-MAX_SEEDS = 1000
-# Means closer than this are a tie: no number of seeds makes such a difference worth stating.
-TIE = 0.001
 # Along a difficulty axis, a model "breaks" where its mean test accuracy falls below this.
 BREAK = 0.9
 
@@ -98,23 +93,54 @@ def select_under_one_protocol(runs: pd.DataFrame, select_on: tuple[str, ...]) ->
     runs["task"] = setting_labels(runs, task_options, base="task", strip="task.")  # e.g. "copy variable_length=True"
     settings = [column for column in settings if column not in task_options]
     runs["setting"] = setting_labels(runs, settings)
-    scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
-        _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
-        _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
-    )
     keys = ["setting", "task", *select_on]
-    grid = (
-        scored.groupby(keys, dropna=False)
-        .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), seeds=("seed", "count"),
-             diverged=("status", lambda s: int((s == "diverged").sum())))
-        .reset_index()
-    )  # fmt: skip
-    grid = grid.sort_values(["setting", "task", "validation_accuracy", "validation_loss"], ascending=[True, True, False, True])
-    grid["chosen"] = ~grid.duplicated(["setting", "task"])
+    grid = tuning_grid(runs, ["setting", "task"], select_on)
     chosen = grid[grid["chosen"]][keys]
     completed = runs[runs["status"] == "completed"]
     selected = completed.merge(chosen, on=keys) if len(chosen) else completed.iloc[:0]
     return Selection(selected.sort_values(["setting", "task", "seed"]).reset_index(drop=True), runs, grid.reset_index(drop=True), select_on, settings)
+
+
+def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.DataFrame:
+    """Per group (setting x task) and grid point (values of `keys`): the mean final validation
+    accuracy and loss over the group's tuning seeds (those it ran at every one of its points; every
+    seed where none ran them all), the seeds at the point, how many diverged, which point is chosen
+    (step 3 of this module's docstring), and `edge`: the keys on whose tried range's edge the chosen
+    point sits (for a key tried at three values or more), so that an unbracketed optimum is named."""
+    scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
+        _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
+        _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
+    )
+    parts = []
+    for _, group_runs in scored.groupby(group, dropna=False):
+        point_keys = keys or ["_point"]
+        group_runs = group_runs.assign(_point=0) if not keys else group_runs
+        seeds_at = group_runs.groupby(point_keys, dropna=False)["seed"].agg(set)
+        tuning_seeds = set.intersection(*seeds_at) or set(group_runs["seed"])
+        tuning = group_runs[group_runs["seed"].isin(tuning_seeds)]
+        points = (
+            tuning.groupby(group + point_keys, dropna=False)
+            .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), tuning_seeds=("seed", "count"),
+                 diverged=("status", lambda s: int((s == "diverged").sum())))
+            .reset_index()
+            .merge(group_runs.groupby(group + point_keys, dropna=False)["seed"].count().rename("seeds").reset_index(), on=group + point_keys)
+            .sort_values(["validation_accuracy", "validation_loss"], ascending=[False, True])
+        )  # fmt: skip
+        # Points tied with the best (an untrained reference, or a rate that does not matter) choose the
+        # one nearest the grid's middle: a tie on an edge is not an optimum past it.
+        best = points.iloc[0]
+        tied = points[(points["validation_accuracy"] == best["validation_accuracy"]) & (points["validation_loss"] == best["validation_loss"])]
+        tied = tied[tied["seeds"] == tied["seeds"].max()]  # the point the sweep confirmed on its other seeds, if one is tied
+        off_centre = sum(abs(points[key].rank(method="dense")[tied.index] - (points[key].nunique() + 1) / 2) for key in keys) if keys else 0
+        best_index = tied.index[pd.Series(off_centre, index=tied.index).argmin()] if keys else tied.index[0]
+        points["chosen"] = points.index == best_index
+        best = points.loc[best_index]
+        points["edge"] = ",".join(key for key in keys if points[key].nunique() >= 3 and best[key] in (points[key].min(), points[key].max()))
+        points.loc[~points["chosen"], "edge"] = ""
+        parts.append(points.drop(columns=["_point"], errors="ignore"))
+    columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge"]
+    grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns).astype({"chosen": bool})
+    return grid.sort_values([*group, *keys]).reset_index(drop=True)[columns]
 
 
 def with_identity(rows: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
@@ -151,23 +177,6 @@ def roles(selected: pd.DataFrame) -> pd.Series:
     constructed = selected["trained"].eq(False)
     control = selected["control"].eq(True)
     return pd.Series(["constructed" if c else "control" if k else "model" for c, k in zip(constructed, control)], index=selected.index)
-
-
-def at_chance(accuracy: float, chance: float) -> bool:
-    return accuracy <= max(AT_CHANCE * chance, chance + AT_CHANCE_MARGIN)
-
-
-def seeds_to_resolve(difference: float, spread: float) -> int | None:
-    """Seeds per setting for a two-sample t-test at 95% to tell a difference of this size apart at
-    this spread (pooled standard deviation); None when it would take more than MAX_SEEDS."""
-    from scipy import stats
-
-    if spread == 0:
-        return 2
-    for n in range(2, MAX_SEEDS + 1):
-        if stats.t.ppf(0.975, 2 * n - 2) * spread * math.sqrt(2 / n) < abs(difference):
-            return n
-    return None
 
 
 def difficulty_columns(selection: Selection) -> dict[str, list[str]]:

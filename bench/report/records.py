@@ -24,7 +24,8 @@ GROKKED = 0.95
 # Columns every runs table has, so that a sweep of failed runs alone still makes a report.
 EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss", "test_accuracy", "test_loss",
                     "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "control", "finished_at",
-                    "config_hash", "error", "train.lr", "train_set_size", "steps_to_grok"]  # fmt: skip
+                    "config_hash", "error", "train.lr", "train_set_size", "steps_to_grok", "chance_given_context", "budget_status",
+                    "budget_steps", "test_scored"]  # fmt: skip
 DEFAULT_PROTOCOL = {"select_on": ["train.lr"], "score": "none"}
 # The tables a report saves beside itself (report_dir/<stem>.parquet), from which it can be rebuilt.
 TABLES = ("results", "curves", "slices")
@@ -166,7 +167,10 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
             row.update({f"{split}_{key}": value for key, value in values.items()})
     row["steps_to_target"] = steps_to_target.get("test")
     row["steps_to_grok"] = steps_to_grok(record.get("curve"))
-    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "config_hash"):
+    budget = record.get("budget") if isinstance(record.get("budget"), dict) else {}
+    row.update({"budget_status": budget.get("status"), "budget_steps": budget.get("steps"), "budget_extensions": budget.get("extensions"),
+                "validation_loss_drop": budget.get("validation_loss_drop"), "test_scored": (metrics.get("test") or {}).get("scored")})  # fmt: skip
+    for key in ("steps_run", "n_params", "trained", "control", "chance_accuracy", "chance_given_context", "train_set_size", "wall_time_s", "train_tokens_per_s", "num_threads", "finished_at", "config_hash"):
         row[key] = record.get(key)
     row["error"] = record.get("error") or row.get("error")
     for key in ("git_commit", "git_dirty", "command", "machine"):

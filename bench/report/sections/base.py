@@ -13,8 +13,9 @@ from typing import ClassVar
 import pandas as pd
 
 from analyses import Block
-from bench.report.protocol import Selection, difficulty_columns, select_runs, with_difficulty_point, with_identity
+from bench.report.protocol import Selection, difficulty_columns, roles, select_runs, with_difficulty_point, with_identity
 from bench.report.records import Results
+from bench.report.verdicts import pairwise, verdict_table
 from plugin import register
 
 SECTIONS: dict[str, type[ReportSection]] = {}
@@ -33,13 +34,24 @@ class ReportData:
 
     @cached_property
     def points(self) -> pd.DataFrame:
-        """The selected runs with `model` and difficulty `point` (bench.report.protocol.with_difficulty_point)."""
-        return with_difficulty_point(self.selection)
+        """The selected runs with `model`, difficulty `point` (bench.report.protocol.with_difficulty_point) and `role`."""
+        points = with_difficulty_point(self.selection)
+        return points.assign(role=roles(points))
 
     @cached_property
     def axes(self) -> dict[str, list[str]]:
         """Per task, its swept difficulty axes."""
         return difficulty_columns(self.selection)
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        """One verdict per model x task x point (bench.report.verdicts)."""
+        return verdict_table(self.points, self.selection.grid)
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        """Every pairwise comparison by the one statistical rule (bench.report.verdicts.pairwise)."""
+        return pairwise(self.points)
 
     @cached_property
     def curves(self) -> pd.DataFrame:

@@ -22,7 +22,7 @@ class Overview(ReportSection):
             blocks.append(f"{sweep_dir.name + '/' if sweeps > 1 else 'The sweep'} asked for {asked} jobs; {len(lost)} have no result yet.")
         blocks.append(
             f"Every table and figure below uses the same {len(selection.selected)} runs: the completed runs of each setting × task "
-            f"at its {' × '.join(selection.select_on) or 'configuration'} chosen on the validation set. Every number is on the test set, "
-            "which chose nothing."
+            f"at its {' × '.join(selection.select_on) or 'configuration'} chosen on the validation set of its tuning seeds (those run "
+            "at every grid point). Every number is on the test set, which chose nothing."
         )  # fmt: skip
         return blocks

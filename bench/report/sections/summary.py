@@ -7,6 +7,7 @@ import pandas as pd
 from analyses import Block, Figure
 from bench.report.protocol import roles, swept_axes
 from bench.report.sections.base import ReportData, ReportSection
+from bench.report.verdicts import run_chance
 from plugin.plotting import bars_with_points
 from plugin.statistics import INTERVAL_NOTE, describe
 
@@ -15,6 +16,12 @@ def reached(values: pd.Series) -> str:
     hits = values.dropna()
     median = f"{hits.median():.0f}" if len(hits) else "—"
     return f"{median} ({len(hits)}/{len(values)})"
+
+
+def budget_statuses(values: pd.Series) -> str:
+    """'3 reached target, 2 converged'; '—' for records from before budgets were kept."""
+    counts = values.dropna().value_counts()
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "—"
 
 
 class Summary(ReportSection):
@@ -33,11 +40,12 @@ class Summary(ReportSection):
         else:
             accuracy = selected.groupby(["setting", "role", "task"])["test_accuracy"].agg(describe).unstack("task").reset_index()
         accuracy.columns.name = None
+        selected = selected.assign(chance=run_chance(selected))
         detail = (
             selected.groupby(["setting", "task"])
             .agg(test_accuracy=("test_accuracy", describe), exact_match=("test_exact_match", describe),
                  validation_accuracy=("validation_accuracy", describe), steps_to_target=("steps_to_target", reached),
-                 chance=("chance_accuracy", "first"), parameters=("n_params", "first"),
+                 chance=("chance", "mean"), budget=("budget_status", budget_statuses), parameters=("n_params", "first"),
                  **{key: (key, "first") for key in selection.select_on})
             .reset_index()
             .round({"chance": 3})
@@ -51,7 +59,9 @@ class Summary(ReportSection):
             Figure(figure, "Test accuracy per setting: bar, mean over seeds with its 95% interval; dots, seeds."),
             "Exact match: share of test sequences with every scored token right. Validation accuracy: the set that chose "
             "the learning rate and the early stop. Steps to target: median step at which test accuracy first reached the "
-            "target, over the seeds that reached it (reached / seeds). Chance: the best context-free guess.",
+            "target, over the seeds that reached it (reached / seeds). Chance: the best guess without the ability the task "
+            "tests, given the context (each task's docstring; mean over the seeds' test sets). Budget: how the seeds' "
+            "training ended (reached target, converged, still improving at the stated maximum).",
             detail,
         ]
         if (selection.grid.groupby(["setting", "task"]).size() > 1).any():

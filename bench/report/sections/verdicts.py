@@ -1,0 +1,84 @@
+"""Verdicts: the report's first table, which variant solves which task, which fails and which is
+not established, with the number and the one-word reason of each (bench.report.verdicts)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analyses import Block, Figure
+from bench.report.protocol import swept_axes
+from bench.report.sections.base import ReportData, ReportSection
+from bench.report.verdicts import MOST, SOLVED, VERDICTS
+from plugin.plotting import save, seaborn
+from plugin.statistics import ALPHA
+
+# One colour per verdict: green solves, amber partial, grey not established, reds for the failures.
+VERDICT_COLOURS = {"solves": "#2e7d32", "partial": "#f9a825", "not established": "#9e9e9e", "no better than control": "#ef6c00",
+                   "at chance": "#c62828", "reference": "#90caf9"}  # fmt: skip
+# Models first, then the control beside them, then the constructed references.
+ROLE_ORDER = {"model": 0, "control": 1, "constructed": 2}
+# Columns of the heatmap before it wraps into another panel, so that it reads on a laptop screen.
+COLUMNS_PER_PANEL = 8
+
+
+class Verdicts(ReportSection):
+    name = "verdicts"
+    title = "Verdicts"
+    order = 5
+
+    def blocks(self, data: ReportData) -> list[Block]:
+        table = data.verdicts
+        if table.empty:
+            return []
+        table = table.assign(column=(table["task"] + " " + table["point"]).str.strip(),
+                             row=table["model"] + table["role"].map({"model": "", "control": " (control)", "constructed": " (constructed)"}))  # fmt: skip
+        # columns in each difficulty axis's numeric order (max_segment 4, 8, 16), not as text
+        ordered = data.points.sort_values(["task", *swept_axes(data.selection)])
+        columns = list(dict.fromkeys((ordered["task"] + " " + ordered["point"]).str.strip()))
+        table = table.assign(column=pd.Categorical(table["column"], categories=columns, ordered=True)).sort_values("column")
+        runs = data.selection.selected
+        steps = f"{int(runs['budget_steps'].max())}" if "budget_steps" in runs and runs["budget_steps"].notna().any() else "its train.steps"
+        cells = table.assign(cell=table["test_accuracy"].map("{:.3f}".format) + " " + table["verdict"] + " (" + table["reason"] + ")")
+        rows = list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+        grid = cells.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=columns).fillna("—")
+        grid.columns.name, grid.index.name = None, "variant"
+        return [
+            f"{len(runs)} runs, {runs['seed'].nunique()} seeds per cell at most, each at the learning rate chosen on validation; "
+            f"every number is mean test accuracy. Solves: at least {MOST:.0%} of seeds reach {SOLVED} test accuracy. At chance: most "
+            f"seeds not above the task's chance given the context by a one-sided binomial test (p < {ALPHA}). No better than "
+            "control: the positional control is not beaten by a paired t-test over the seeds (p < "
+            f"{ALPHA}). Not established: seeds disagree, a seed still improving when its budget (at most {steps} steps) ended, or "
+            "the chosen learning rate on the edge of its tuned grid. Partial: above chance and the control, below the threshold.",
+            Figure(heatmap(table, data.figure_dir / "verdicts.png"), "Verdict per variant and task, with its mean test accuracy."),
+            grid.reset_index(),
+        ]
+
+
+def heatmap(table: pd.DataFrame, path) -> object:
+    """An annotated heatmap: one colour per verdict, the accuracy and reason in each cell, wrapped
+    into panels of COLUMNS_PER_PANEL tasks."""
+    sns = seaborn()
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    columns = list(dict.fromkeys(table["column"].astype(str)))
+    table = table.assign(column=table["column"].astype(str))
+    rows = list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+    panels = [columns[i : i + COLUMNS_PER_PANEL] for i in range(0, len(columns), COLUMNS_PER_PANEL)]
+    width = min(21.0, 1.6 + 1.9 * min(len(columns), COLUMNS_PER_PANEL))
+    figure, axes = plt.subplots(len(panels), 1, figsize=(width, (0.45 * len(rows) + 1.4) * len(panels)), squeeze=False, constrained_layout=True)
+    codes = {verdict: index for index, verdict in enumerate(VERDICTS)}
+    colours = ListedColormap([VERDICT_COLOURS[verdict] for verdict in VERDICTS])
+    for axis, panel in zip(axes[:, 0], panels):
+        subset = table[table["column"].isin(panel)]
+        code = subset.pivot(index="row", columns="column", values="verdict").reindex(index=rows, columns=panel).apply(lambda c: c.map(codes))
+        labels = (subset.assign(label=subset["test_accuracy"].map("{:.2f}".format) + "\n" + subset["reason"])
+                  .pivot(index="row", columns="column", values="label").reindex(index=rows, columns=panel).fillna(""))  # fmt: skip
+        sns.heatmap(code, annot=labels, fmt="", cmap=colours, vmin=-0.5, vmax=len(VERDICTS) - 0.5, cbar=False, linewidths=1,
+                    linecolor="white", annot_kws={"fontsize": 8}, ax=axis)  # fmt: skip
+        axis.set_xlabel("")
+        axis.set_ylabel("")
+        axis.tick_params(axis="x", rotation=20, labelsize=9)
+        axis.tick_params(axis="y", rotation=0, labelsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=VERDICT_COLOURS[v]) for v in VERDICTS if v in set(table["verdict"])]
+    figure.legend(handles, [v for v in VERDICTS if v in set(table["verdict"])], loc="outside lower center", ncol=len(handles), frameon=False)
+    return save(figure, path)

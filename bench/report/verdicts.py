@@ -1,0 +1,123 @@
+"""Verdicts: which variant solves which task, which fails, and which is not established, and why.
+
+One verdict per model (or control) x task x difficulty point, over the selected runs (bench.report
+.protocol), in this order:
+
+- **solves**: at least MOST of the seeds reach SOLVED test accuracy.
+- **not established**, when the data cannot support a negative verdict: some seeds solve and too
+  few to count ("seeds disagree"), a seed was still improving when its budget ended at its stated
+  maximum ("still improving"), the learning rate chosen on validation sits on the edge of the
+  grid it was tuned on ("grid edge"), or a record lacks the counts of the chance test ("chance
+  untested": records from before they were kept).
+- **at chance**: most seeds are not above the task's chance level given the context
+  (``chance_given_context``, each task's docstring says how it is defined) by a one-sided binomial
+  test over the run's scored test positions.
+- **no better than the control**: the positional control (a variant whose scores depend on
+  positions alone) is not beaten by the one statistical rule (plugin.statistics.compare: paired
+  t-test over shared seeds) at the same task and point.
+- **partial**: above chance and the control, below SOLVED.
+
+A constructed variant (weights set by hand) is a reference, shown with its number and no verdict.
+Pairwise comparisons use the same rule; where both models hold the target in every seed (their
+accuracy pinned near the ceiling by the early stop), they are compared on steps to target instead.
+"""
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import pandas as pd
+
+from plugin.statistics import ALPHA, above_chance, compare
+
+SOLVED = 0.95  # test accuracy at which a seed counts as solving the task
+MOST = 0.8  # the share of seeds that must solve for "solves" (4 of 5)
+SOLVES, PARTIAL, NOT_ESTABLISHED, AT_CHANCE, CONTROL = "solves", "partial", "not established", "at chance", "no better than control"
+REFERENCE = "reference"
+VERDICTS = (SOLVES, PARTIAL, NOT_ESTABLISHED, CONTROL, AT_CHANCE, REFERENCE)
+
+
+def run_chance(runs: pd.DataFrame) -> pd.Series:
+    """Each run's chance level given the context, or the context-free one a record from before it lacks."""
+    given = pd.to_numeric(runs["chance_given_context"], errors="coerce") if "chance_given_context" in runs else pd.Series(math.nan, index=runs.index)
+    return given.fillna(pd.to_numeric(runs["chance_accuracy"], errors="coerce"))
+
+
+def above_chance_p(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the binomial p-value that its test accuracy is above its chance (NaN without counts)."""
+    scored = pd.to_numeric(runs["test_scored"], errors="coerce") if "test_scored" in runs else pd.Series(math.nan, index=runs.index)
+    chance = pd.to_numeric(run_chance(runs), errors="coerce")
+    return pd.Series([above_chance(round(accuracy * n), int(n), c) if n == n and n >= 1 and 0 < c < 1 else math.nan
+                      for accuracy, n, c in zip(runs["test_accuracy"], scored, chance)], index=runs.index, dtype=float)  # fmt: skip
+
+
+def paired_compare(first: pd.DataFrame, second: pd.DataFrame, column: str):
+    """The rule's comparison of `column` between two groups of runs: paired by seed where they ran
+    the same seeds (same seed, same data), two-sample otherwise."""
+    a, b = first.set_index("seed")[column].dropna(), second.set_index("seed")[column].dropna()
+    paired = len(a) >= 2 and set(a.index) == set(b.index)
+    return compare(a.sort_index().tolist(), b.reindex(a.index).sort_index().tolist() if paired else b.tolist(), paired=paired)
+
+
+def verdict(runs: pd.DataFrame, control: pd.DataFrame | None, edge: str) -> tuple[str, str]:
+    """(verdict, one-word reason) of one model's runs at one task and point (module docstring)."""
+    if runs["role"].iloc[0] == "constructed":
+        return REFERENCE, "constructed"
+    solved = runs["test_accuracy"] >= SOLVED
+    if solved.mean() >= MOST:
+        return SOLVES, "all seeds" if solved.all() else f"{int(solved.sum())}/{len(runs)} seeds"
+    if solved.any():
+        return NOT_ESTABLISHED, "seeds disagree"
+    if runs["budget_status"].eq("still improving").any():
+        return NOT_ESTABLISHED, "still improving"
+    if edge:
+        return NOT_ESTABLISHED, "grid edge"
+    p_values = above_chance_p(runs)
+    if p_values.isna().any():  # a record without its scored count (one from before they were kept)
+        return NOT_ESTABLISHED, "chance untested"
+    if (p_values >= ALPHA).mean() > 0.5:
+        return AT_CHANCE, "chance"
+    if control is not None and runs["role"].iloc[0] == "model":
+        comparison = paired_compare(runs, control, "test_accuracy")
+        if not (comparison.resolved and comparison.difference > 0):
+            return CONTROL, "control"
+    return PARTIAL, "above chance"
+
+
+def verdict_table(points: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x task x point: verdict, reason, mean test accuracy, seeds, and the
+    numbers behind the reason (chance, the control's accuracy, budget)."""
+    if points.empty:
+        return pd.DataFrame(columns=["model", "role", "task", "point", "verdict", "reason", "test_accuracy", "seeds"])
+    edges = grid[grid["chosen"]].set_index(["setting", "task"])["edge"] if "edge" in grid else pd.Series(dtype=str)
+    points = points.assign(budget_status=points["budget_status"] if "budget_status" in points else None)
+    rows = []
+    for (task, point), at_point in points.groupby(["task", "point"], sort=False):
+        controls = at_point[at_point["role"] == "control"]
+        control = controls[controls["model"] == controls["model"].iloc[0]] if len(controls) else None
+        for model, runs in at_point.groupby("model", sort=False):
+            edge = ",".join(sorted({str(edges.get((setting, task), "") or "") for setting in runs["setting"]} - {""}))
+            label, reason = verdict(runs, control, edge)
+            rows.append({"model": model, "role": runs["role"].iloc[0], "task": task, "point": point, "verdict": label, "reason": reason,
+                         "test_accuracy": runs["test_accuracy"].mean(), "seeds": len(runs), "chance": run_chance(runs).mean(),
+                         "control_accuracy": control["test_accuracy"].mean() if control is not None else math.nan,
+                         "steps": runs["budget_steps"].max() if "budget_steps" in runs else math.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pairwise(points: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of models (controls included) at each task and point, by the one rule: on test
+    accuracy, or on steps to target where both held the target in every seed."""
+    rows = []
+    ranked = points[points["role"] != "constructed"]
+    for (task, point), at_point in ranked.groupby(["task", "point"], sort=False):
+        means = at_point.groupby("model")["test_accuracy"].mean().sort_values(ascending=False)
+        for first, second in combinations(means.index, 2):
+            a, b = at_point[at_point["model"] == first], at_point[at_point["model"] == second]
+            at_ceiling = a["steps_to_target"].notna().all() and b["steps_to_target"].notna().all()
+            measure = "steps_to_target" if at_ceiling else "test_accuracy"
+            result = paired_compare(a, b, measure)
+            rows.append({"task": task, "point": point, "first": first, "second": second, "measure": measure.replace("_", " "),
+                         "difference": result.difference, "test": result.test, "p": result.p_value, "n": result.n,
+                         "resolved": result.resolved, "seeds_needed": result.seeds_needed})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,178 @@
+"""The tuning sweeper (``hydra/sweeper=tuning``): a sweep whose learning rate (or any key it is told
+to tune) is chosen on validation, on a grid extended until the optimum is bracketed.
+
+    hydra:
+      sweeper:
+        params: {variant: standard,triple, task: induction, seed: 0,1,2,3,4}
+        tune: {train.lr: [3e-4, 1e-3, 3e-3, 1e-2]}   # log-spaced, at least MIN_GRID values per key
+        max_extensions: 2                             # per key and edge
+
+For every combination of ``params`` other than the seed (a variant x task x difficulty point):
+
+1. *Tune*: run every grid point on the tuning seeds (the first ``tuning_seeds`` seeds).
+2. *Bracket*: where the point chosen on validation (bench.report.protocol.tuning_grid: best mean
+   validation accuracy over the tuning seeds, then lower validation loss) sits on an edge of a
+   key's tried values, try the next value past that edge (one grid step further, in the grid's own
+   ratio), and choose again; at most ``max_extensions`` steps past each edge. A choice still on an
+   edge then is reported as such ("grid edge"), never as a tuned optimum.
+3. *Confirm*: run the remaining seeds at the chosen point.
+
+The report chooses by the same rule from the runs alone, so it rebuilds these choices exactly.
+Each round is one batch for the launcher (basic, joblib, submitit/SLURM all work: the sweeper
+only hands them lists of overrides), and a sweep run again resumes: finished jobs return their
+recorded result at once and the same choices follow. The job's return value (bench.core.job
+``objective``) carries validation numbers only; the test set chooses nothing.
+
+(No ``from __future__ import annotations`` here: Hydra imports plugin modules without registering
+them in sys.modules, where dataclasses look string annotations up.)
+"""
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pandas as pd
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from bench import ConfigError
+from bench.cli import directory_name, names_jobs_by_overrides, sweep_values
+from bench.core.results import JOBS_FILE, read_result, write_json_atomic
+from bench.report.protocol import tuning_grid
+
+log = logging.getLogger(__name__)
+
+SEED_KEY = "seed"
+# Fewer points cannot show an interior optimum and the grid's ratio at once.
+MIN_GRID = 3
+
+
+@dataclass
+class TuningSweeperConf:
+    _target_: str = "hydra_plugins.bench_sweeper.tuning_sweeper.TuningSweeper"
+    params: Optional[Dict[str, str]] = None
+    tune: Dict[str, List[float]] = field(default_factory=lambda: {"train.lr": [3e-4, 1e-3, 3e-3, 1e-2]})
+    max_extensions: int = 2
+    tuning_seeds: int = 1
+    max_batch_size: Optional[int] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="tuning", node=TuningSweeperConf, provider="attention-bench")
+
+
+def extended(values: list[float], low_edge: bool) -> float:
+    """The next value past an edge of a sorted, log-spaced grid, one step of its ratio further."""
+    ratio = (values[-1] / values[0]) ** (1 / (len(values) - 1))
+    return float(f"{(values[0] / ratio if low_edge else values[-1] * ratio):.3g}")
+
+
+class TuningSweeper(Sweeper):
+    def __init__(self, params: Optional[Dict[str, str]], tune: Dict[str, List[float]], max_extensions: int, tuning_seeds: int,
+                 max_batch_size: Optional[int]) -> None:  # fmt: skip
+        self.params = dict(params or {})
+        self.tune = {key: sorted(float(v) for v in values) for key, values in tune.items()}
+        self.max_extensions, self.tuning_seeds, self.max_batch_size = max_extensions, tuning_seeds, max_batch_size
+        for key, values in self.tune.items():
+            if len(values) < MIN_GRID or values[0] <= 0 or len(set(values)) < len(values):
+                raise ConfigError(f"hydra.sweeper.tune.{key}={values}: a tuning grid needs at least {MIN_GRID} distinct positive, "
+                                  "log-spaced values")  # fmt: skip
+        if max_extensions < 0 or tuning_seeds < 1:
+            raise ConfigError(f"hydra.sweeper: max_extensions={max_extensions}, tuning_seeds={tuning_seeds}; allowed: max_extensions >= 0, tuning_seeds >= 1")
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.job_number = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        assert self.config is not None and self.launcher is not None, "setup() first"
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        by_key = sweep_values(parser.parse_overrides([f"{key}={value}" for key, value in self.params.items()] + list(arguments)))
+        tune = {key: values for key, values in self.tune.items() if key not in by_key}
+        for key in set(self.tune) - set(tune):
+            log.info("%s is set by the sweep's params or the command line (%s): it is not tuned", key, ", ".join(by_key[key]))
+        seeds = [override.split("=", 1)[1] for override in by_key.pop(SEED_KEY, [f"{SEED_KEY}=0"])]
+        groups = [list(group) for group in itertools.product(*by_key.values())]
+        grids = [{key: list(values) for key, values in tune.items()} for _ in groups]
+        # with nothing to tune, every seed runs in the first batch: as parallel as the launcher allows
+        tuning, confirming = (seeds[: self.tuning_seeds], seeds[self.tuning_seeds :]) if tune else (seeds, [])
+        results: Dict[tuple, dict] = {}  # (group index, point, seed) -> the job's objective
+
+        def run(jobs: List[tuple]) -> None:
+            todo = [job for job in dict.fromkeys(jobs) if job not in results]
+            overrides = [[*groups[g], *(f"{key}={value}" for key, value in zip(tune, point)), f"{SEED_KEY}={seed}"] for g, point, seed in todo]
+            self.record_jobs(overrides, parser)
+            batch = self.max_batch_size or len(todo) or 1
+            for start in range(0, len(todo), batch):
+                chunk = overrides[start : start + batch]
+                self.validate_batch_is_legal(chunk)
+                returns = self.launcher.launch(chunk, initial_job_idx=self.job_number)
+                self.job_number += len(chunk)
+                for job, job_return in zip(todo[start : start + batch], returns):
+                    results[job] = returned(job_return)
+
+        for round_number in range(2 * self.max_extensions * len(tune) + 1):
+            run([(g, point, seed) for g, grid in enumerate(grids) for point in itertools.product(*grid.values()) for seed in tuning])
+            grew = False
+            for g, grid in enumerate(grids):
+                chosen, edges = self.choice(g, grid, results, tuning)
+                for key in edges:
+                    low_edge = chosen[key] == min(grid[key])
+                    steps_past = sum(1 for value in grid[key] if value not in tune[key] and (value < min(tune[key])) == low_edge)
+                    if steps_past < self.max_extensions:
+                        grid[key] = sorted([*grid[key], extended(grid[key], low_edge)])
+                        grew = True
+                        log.info("%s: %s=%s is on the grid's edge; trying %s", " ".join(groups[g]), key, chosen[key], grid[key])
+            if not grew:
+                break
+        confirm = []
+        for g, grid in enumerate(grids):
+            chosen, edges = self.choice(g, grid, results, tuning)
+            log.info("%s: chose %s%s", " ".join(groups[g]), ", ".join(f"{k}={v}" for k, v in chosen.items()) or "(nothing to tune)",
+                     f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
+            confirm += [(g, tuple(chosen[key] for key in tune), seed) for seed in confirming]
+        run(confirm)
+        return [results[job] for job in results]
+
+    def choice(self, g: int, grid: Dict[str, List[float]], results: Dict[tuple, dict], seeds: List[str]) -> tuple:
+        """The chosen point of group g ({key: value}) and the keys on whose edge it sits."""
+        rows = [{**dict(zip(grid, point)), SEED_KEY: seed, **results[(g, point, seed)]}
+                for point in itertools.product(*grid.values()) for seed in seeds if (g, point, seed) in results]  # fmt: skip
+        runs = pd.DataFrame(rows).assign(group=g)
+        chosen = tuning_grid(runs, ["group"], list(grid))
+        chosen = chosen[chosen["chosen"]]
+        if chosen.empty:  # every tuning job failed: confirm at the grid's middle, which the report shows failed
+            return {key: values[len(values) // 2] for key, values in grid.items()}, []
+        best = chosen.iloc[0]
+        return {key: float(best[key]) for key in grid}, [key for key in str(best["edge"]).split(",") if key]
+
+    def record_jobs(self, overrides: List[List[str]], parser: OverridesParser) -> None:
+        """Add the jobs about to run to the sweep's jobs.json, so that the report names any left without a result."""
+        hydra = self.config.hydra
+        if not names_jobs_by_overrides(hydra):
+            return
+        sweep_dir = Path(str(hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        excluded = set(hydra.job.config.override_dirname.exclude_keys)
+        known = read_result(sweep_dir / JOBS_FILE)
+        names = {directory_name(job, excluded, parser) for job in overrides}
+        write_json_atomic(sweep_dir / JOBS_FILE, sorted(names | set(known if isinstance(known, list) else [])))
+
+
+def returned(job_return: Any) -> dict:
+    """The job's objective; a job whose function raised (or that returned nothing) counts as failed."""
+    try:
+        value = job_return.return_value
+    except Exception:  # noqa: BLE001 - Hydra re-raises the job's own exception here
+        value = None
+    if not isinstance(value, dict) or value.get("status") not in ("completed", "diverged"):
+        return {"status": "failed", "validation_accuracy": math.nan, "validation_loss": math.nan}
+    return {key: value.get(key) for key in ("status", "validation_accuracy", "validation_loss")}

@@ -1,0 +1,97 @@
+"""The tuning sweeper (hydra/sweeper=tuning): the grid on the tuning seed, extended past an edge until
+the optimum is bracketed or the limit is hit, then the other seeds at the point chosen on validation.
+Driven here through a launcher that scores each job by a known function of its learning rate, so that
+the right choice is known; a real sweep runs it in tests/test_sweep.py and the slow tests."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from omegaconf import OmegaConf
+
+from bench import ConfigError
+from hydra_plugins.bench_sweeper.tuning_sweeper import TuningSweeper, extended
+
+
+class ScoringLauncher:
+    """Records every batch; a job's validation accuracy is score(lr, seed, overrides)."""
+
+    def __init__(self, score):
+        self.score, self.batches = score, []
+
+    def launch(self, job_overrides, initial_job_idx):
+        self.batches.append([list(job) for job in job_overrides])
+        returns = []
+        for job in job_overrides:
+            values = dict(override.split("=", 1) for override in job)
+            accuracy = self.score(float(values["train.lr"]), int(values["seed"]), values)
+            status = "failed" if accuracy is None else "completed"
+            returns.append(SimpleNamespace(return_value={"status": status, "validation_accuracy": accuracy, "validation_loss": 1 - (accuracy or 0)}))
+        return returns
+
+
+def sweep(score, grid=(1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=()):
+    sweeper = TuningSweeper(params=params or {"variant": "standard,triple", "seed": "0,1,2"}, tune={"train.lr": list(grid)},
+                            max_extensions=max_extensions, tuning_seeds=1, max_batch_size=None)  # fmt: skip
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": "unused", "subdir": "${hydra.job.num}"}}})
+    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    sweeper.launcher = launcher = ScoringLauncher(score)
+    sweeper.validate_batch_is_legal = lambda batch: None
+    sweeper.sweep(list(arguments))
+    return launcher.batches
+
+
+def lrs(batch, variant="standard", seed="0"):
+    return sorted(float(dict(o.split("=", 1) for o in job)["train.lr"]) for job in batch if f"variant={variant}" in job and f"seed={seed}" in job)
+
+
+def peaked_at(best):
+    return lambda lr, seed, values: 1 - abs(math.log10(lr / best)) / 10
+
+
+def test_a_choice_on_the_grids_edge_extends_the_grid_until_the_optimum_is_bracketed():
+    batches = sweep(peaked_at(0.1))
+    assert lrs(batches[0]) == [1e-4, 1e-3, 1e-2]
+    assert lrs(batches[1]) == [0.1], "one step of the grid's ratio past the top edge"
+    assert lrs(batches[2]) == [1.0], "0.1 is still the edge; one more step brackets it"
+    confirm = batches[3]
+    assert lrs(confirm, seed="1") == lrs(confirm, seed="2") == [0.1] and lrs(confirm, seed="0") == []
+    assert len(batches) == 4
+
+
+def test_the_extension_stops_at_its_limit_and_each_group_is_tuned_on_its_own():
+    def score(lr, seed, values):  # standard always prefers a larger rate; triple peaks inside the grid
+        return lr / 10 if values["variant"] == "standard" else peaked_at(1e-3)(lr, seed, values)
+
+    batches = sweep(score, max_extensions=1)
+    assert lrs(batches[1]) == [0.1] and lrs(batches[1], variant="triple") == []
+    assert len(batches) == 3, "the limit of one step past each edge ends the tuning"
+    assert lrs(batches[2], seed="1") == [0.1] and lrs(batches[2], variant="triple", seed="1") == [1e-3]
+
+
+def test_a_failed_job_is_never_chosen_and_ties_go_to_the_lower_validation_loss():
+    batches = sweep(lambda lr, seed, values: None if lr == 1e-3 else 0.5, grid=(1e-4, 1e-3, 1e-2, 1e-1), max_extensions=0)
+    assert lrs(batches[-1], seed="1") != [1e-3]
+
+
+def test_a_rate_the_command_line_sets_is_not_tuned():
+    batches = sweep(peaked_at(0.1), arguments=["train.lr=0.003"])
+    assert len(batches) == 1, "nothing to tune: every seed in one batch, as parallel as the launcher allows"
+    assert lrs(batches[0]) == lrs(batches[0], seed="2") == [0.003]
+
+
+def test_the_next_value_keeps_the_grids_log_spacing():
+    assert extended([3e-4, 1e-3, 3e-3, 1e-2], low_edge=False) == pytest.approx(0.0322, rel=1e-2)
+    assert extended([1e-4, 1e-3, 1e-2], low_edge=True) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("tune", [{"train.lr": [1e-3, 1e-2]}, {"train.lr": [0.0, 1e-3, 1e-2]}, {"train.lr": [1e-3, 1e-3, 1e-2]}])
+def test_a_grid_that_cannot_bracket_is_refused(tune):
+    with pytest.raises(ConfigError, match="a tuning grid needs at least 3 distinct positive, log-spaced values"):
+        TuningSweeper(params={}, tune=tune, max_extensions=2, tuning_seeds=1, max_batch_size=None)
+
+
+def test_a_rate_that_does_not_matter_is_chosen_mid_grid_and_never_extended():
+    batches = sweep(lambda lr, seed, values: 0.5, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0))
+    assert len(batches) == 2 and lrs(batches[1], seed="1") == [1e-2], "an untrained reference ties everywhere"
