@@ -76,5 +76,5 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
         title = driver.title
     finally:
         driver.quit()
-    assert len(images) == 10 and all(complete and width > 100 and height > 100 for complete, width, height in images)
+    assert len(images) == 11 and all(complete and width > 100 and height > 100 for complete, width, height in images)
     assert errors == [] and title.startswith("Sweep ")
