@@ -79,9 +79,25 @@ def job_override_lists(overrides: list[str], multirun: bool, parser: OverridesPa
     if hydra.sweeper._target_ == TUNING_SWEEPER_TARGET:
         sweep_params = sweep_params + tuning_grid_overrides(hydra.sweeper)
     jobs = expand_sweep(parse(parser, sweep_params + job_overrides))
+    if hydra.sweeper._target_ == TUNING_SWEEPER_TARGET and jobs:
+        set_here = {o.key_or_group for o in parsed} | set(hydra.sweeper.get("params") or {})
+        check_tuned_keys_are_selected([key for key in hydra.sweeper.get("tune") or {} if key not in set_here], jobs[0], config_name)
     if names_jobs_by_overrides(hydra):
         check_directory_names(jobs, set(hydra.job.config.override_dirname.exclude_keys), parser)
     return jobs
+
+
+def check_tuned_keys_are_selected(tuned: list[str], job: list[str], config_name: str) -> None:
+    """Every key the sweeper tunes is one the report selects on (protocol.select_on); otherwise the
+    report would read each tried value as a setting of its own, each with a single seed."""
+    try:
+        selected = list(compose(config_name, overrides=job).protocol.select_on)
+    except HydraException:
+        return  # the job's own check names what is wrong with it
+    missing = [key for key in tuned if key not in selected]
+    if missing:
+        raise ConfigError(f"hydra.sweeper.tune tunes {', '.join(missing)}, which protocol.select_on={selected} does not select on; "
+                          f"allowed: add {', '.join(missing)} to protocol.select_on, or set the key instead of tuning it")  # fmt: skip
 
 
 # The longest file name most file systems take (NAME_MAX of ext4, XFS, APFS, tmpfs), in bytes.

@@ -26,6 +26,9 @@ def check_launch(hydra: DictConfig, multirun: bool) -> None:
     batch = hydra.sweeper.get("max_batch_size")
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise ConfigError(f"hydra.sweeper.max_batch_size={batch} is not a positive count; allowed: null (all jobs at once) or >= 1")
+    if "bench_sweeper" in str(hydra.sweeper.get("_target_", "")):
+        sweeper = OmegaConf.to_container(hydra.sweeper)
+        check_tuning(sweeper.get("tune"), sweeper.get("max_extensions"), sweeper.get("tuning_seeds"))
     target = str(hydra.launcher.get("_target_", ""))
     if "joblib" in target:
         check_joblib(hydra.launcher)
@@ -82,3 +85,27 @@ def check_modes(args: Any) -> None:
                                     ("--shell-completion", args.shell_completion), ("--run", getattr(args, "run", False))) if on]  # fmt: skip
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)} cannot be used together (--cfg and --info print and run nothing); choose one")
+
+
+# How far a tuning grid's successive ratios may differ and still count as log-spaced (3e-4, 1e-3, 3e-3, 1e-2 differ by 10%).
+LOG_SPACING = 0.25
+
+
+def check_tuning(tune: Any, max_extensions: Any, tuning_seeds: Any) -> None:
+    """The tuning sweeper's options (hydra.sweeper.tune, max_extensions, tuning_seeds), in one line each."""
+    from bench.report.protocol import MIN_GRID  # pandas loads only for a tuning sweep
+
+    for key, values in (tune or {}).items():
+        allowed = f"allowed: at least {MIN_GRID} distinct positive numbers, log-spaced (e.g. [3e-4, 1e-3, 3e-3, 1e-2])"
+        if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+            raise ConfigError(f"hydra.sweeper.tune.{key}={list(values)} is not a list of numbers; {allowed}")
+        grid = sorted(float(value) for value in values)
+        if len(set(grid)) < MIN_GRID or grid[0] <= 0 or len(set(grid)) < len(grid):
+            raise ConfigError(f"hydra.sweeper.tune.{key}={list(values)} cannot bracket an optimum; {allowed}")
+        ratios = [b / a for a, b in zip(grid, grid[1:])]
+        if max(ratios) > (1 + LOG_SPACING) * min(ratios):
+            raise ConfigError(f"hydra.sweeper.tune.{key}={list(values)} is not log-spaced (ratios {min(ratios):.2f} to {max(ratios):.2f}); {allowed}")
+    if not isinstance(max_extensions, int) or isinstance(max_extensions, bool) or max_extensions < 0:
+        raise ConfigError(f"hydra.sweeper.max_extensions={max_extensions} is not a count; allowed: an integer >= 0")
+    if not isinstance(tuning_seeds, int) or isinstance(tuning_seeds, bool) or tuning_seeds < 1:
+        raise ConfigError(f"hydra.sweeper.tuning_seeds={tuning_seeds} is not a count; allowed: an integer >= 1")

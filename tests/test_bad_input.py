@@ -94,6 +94,8 @@ BAD_INPUTS = [
     # command-line forms
     (["task=copy,induction"], "'task=copy,induction' is a sweep; add -m"),
     (["hydra.mode=MULTIRUN", "variant=standard,nosuch"], "job 'variant=nosuch.*': unknown variant 'nosuch'"),
+    (["-m", "hydra.sweeper.tune={train.lr:[1e-3,1e-2]}"], r"hydra.sweeper.tune.train.lr=\[0.001, 0.01\] cannot bracket an optimum; allowed: at least 4"),
+    (["-m", "hydra.sweeper.max_extensions=-1"], "hydra.sweeper.max_extensions=-1 is not a count; allowed: an integer >= 0$"),
     (["-m", "variant=glob(nosuch*)"], "the sweep 'variant=glob\\(nosuch\\*\\)' expands to no job"),
     # values of the right type but the wrong kind (issue 26, class 3)
     (["model.mlp=2"], "'model.mlp=2': model.mlp is a flag; allowed: true, false$"),

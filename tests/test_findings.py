@@ -19,8 +19,15 @@ def run(variant, task, seed, accuracy, scored=400, budget="converged", control=F
     return record
 
 
+def tuned(records):
+    """The records plus, for each variant x task, seed 0 at three more rates around the records' 3e-3
+    (worse on validation): a tuned grid of four, with the choice inside it."""
+    pairs = {(r["variant"], r["task"]) for r in records}
+    return records + [run(variant, task, 0, 0.0, lr=lr, validation=0.0) for variant, task in sorted(pairs) for lr in (1e-3, 1e-2, 3e-2)]
+
+
 def verdicts_of(tmp_path, records):
-    results = load_results(write_results(tmp_path / "sweep", records))
+    results = load_results(write_results(tmp_path / "sweep", tuned(records)))
     table = ReportData(results, [tmp_path / "sweep"], tmp_path).verdicts
     return {(row.model, row.task): (row.verdict, row.reason) for row in table.itertuples()}
 
@@ -44,8 +51,25 @@ def test_a_run_still_improving_or_tuned_on_a_grid_edge_is_never_said_to_fail(tmp
     # the grid 1e-3, 3e-3, 1e-2 on seed 0, with validation best at its top edge
     edge = [run("triple", "copy", 0, 0.1, lr=lr, validation=v) for lr, v in ((1e-3, 0.1), (3e-3, 0.2), (1e-2, 0.3))]
     edge += [run("triple", "copy", seed, 0.1, lr=1e-2, validation=0.3) for seed in (1, 2)]
-    verdicts = verdicts_of(tmp_path / "edge", edge + control_runs("copy", (0.1, 0.1, 0.1)))
-    assert verdicts["triple", "copy"] == ("not established", "grid edge")
+    results = load_results(write_results(tmp_path / "edge", edge + control_runs("copy", (0.1, 0.1, 0.1))))
+    table = ReportData(results, [tmp_path / "edge"], tmp_path).verdicts
+    assert table.set_index("model").loc["triple", ["verdict", "reason"]].tolist() == ["not established", "grid edge"]
+
+
+def test_a_rate_set_rather_than_tuned_supports_no_negative_verdict(tmp_path):
+    records = [run("sigmoid", "copy", seed, 0.11) for seed in range(3)]
+    results = load_results(write_results(tmp_path / "sweep", records + control_runs("copy", (0.1,) * 3)))
+    table = ReportData(results, [tmp_path / "sweep"], tmp_path).verdicts.set_index("model")
+    assert table.loc["sigmoid", ["verdict", "reason"]].tolist() == ["not established", "untuned"]
+
+
+def test_a_lead_over_the_control_too_small_to_resolve_is_not_established_and_a_diverged_seed_counts(tmp_path):
+    records = [run("alibi", "copy", seed, a) for seed, a in enumerate((0.40, 0.30, 0.45))]
+    records += [run("standard", "copy", seed, 0.99) for seed in range(3)] + [result("standard", "copy", 3, 0.0, status="diverged")]
+    records[-1]["metrics"]["test"]["scored"] = 400
+    verdicts = verdicts_of(tmp_path, records + control_runs("copy", (0.38, 0.31, 0.40)))
+    assert verdicts["alibi", "copy"] == ("not established", "vs control")
+    assert verdicts["standard", "copy"] == ("not established", "seeds disagree"), "3 of 4 seeds: a diverged seed did not solve it"
 
 
 def test_at_chance_is_a_binomial_test_against_the_chance_given_the_context(tmp_path):
@@ -53,11 +77,11 @@ def test_at_chance_is_a_binomial_test_against_the_chance_given_the_context(tmp_p
     records = [run("sigmoid", "copy", seed, 0.11) for seed in range(3)] + [run("nope", "copy", seed, 0.16) for seed in range(3)]
     verdicts = verdicts_of(tmp_path, records)
     assert verdicts["sigmoid", "copy"] == ("at chance", "chance")
-    assert verdicts["nope", "copy"] == ("partial", "above chance")
+    assert verdicts["nope", "copy"] == ("partial", "no control"), "above chance; with no control in the sweep, said so"
 
 
 def test_a_model_that_does_not_beat_the_control_on_paired_seeds_is_said_so(tmp_path):
-    records = [run("nope", "copy", seed, a) for seed, a in enumerate((0.28, 0.42, 0.36))]
+    records = [run("nope", "copy", seed, a) for seed, a in enumerate((0.27, 0.40, 0.35))]
     records += [run("alibi", "copy", seed, a) for seed, a in enumerate((0.31, 0.43, 0.38))]
     verdicts = verdicts_of(tmp_path, records + control_runs("copy", (0.29, 0.41, 0.35)))
     assert verdicts["nope", "copy"] == ("no better than control", "control")
@@ -69,7 +93,7 @@ def test_a_model_that_does_not_beat_the_control_on_paired_seeds_is_said_so(tmp_p
 def test_values_at_the_ceiling_are_compared_on_steps_to_target_and_pairs_go_to_the_appendix(tmp_path):
     records = [run("standard", "copy", seed, 0.995, steps_to_target=s) for seed, s in enumerate((300, 320, 310))]
     records += [run("triple", "copy", seed, 0.996, steps_to_target=s) for seed, s in enumerate((600, 650, 640))]
-    results = load_results(write_results(tmp_path / "sweep", records + control_runs("copy", (0.2, 0.2, 0.2))))
+    results = load_results(write_results(tmp_path / "sweep", tuned(records + control_runs("copy", (0.2, 0.2, 0.2)))))
     pairs = ReportData(results, [tmp_path / "sweep"], tmp_path).pairs
     pair = pairs[(pairs["first"] == "triple") & (pairs["second"] == "standard")].iloc[0]
     assert pair["measure"] == "steps to target" and pair["resolved"] and pair["test"] == "paired t-test"
@@ -77,7 +101,7 @@ def test_values_at_the_ceiling_are_compared_on_steps_to_target_and_pairs_go_to_t
     assert text.index("## Verdicts") < text.index("## Findings") < text.index("## Appendix: pairwise comparisons")
     findings = text.split("## Findings")[1].split("##")[0]
     assert "- copy: solves: triple (0.996), standard (0.995). The control positional reaches 0.200 (" in findings
-    assert "triple reaches the target 320 steps later than standard (mean over seeds; paired t-test p \\< 0.001, n = 3: resolved)" in findings
+    assert "triple vs standard on steps to target: difference 320, paired t-test p \\< 0.001 (n = 3) (resolved)." in findings
     assert "unresolved" not in findings
 
 

@@ -94,7 +94,7 @@ def test_an_old_sweep_does_not_look_unfinished_after_a_variant_is_added(tmp_path
 @pytest.mark.slow
 def test_a_tuning_sweep_on_parallel_workers_brackets_its_rate_reports_verdicts_and_resumes(tmp_path):
     command = [sys.executable, "-m", "bench", "-m", "+debug=tiny", "variant=standard,positional", "task=copy", "seed=0,1",
-               "hydra.sweeper.tune={train.lr:[1e-4,1e-3,1e-2]}", "hydra.sweeper.max_extensions=1", "train.steps=60",
+               "hydra.sweeper.tune={train.lr:[1e-5,1e-4,1e-3,1e-2]}", "hydra.sweeper.max_extensions=1", "train.steps=60",
                "train.eval_every=20", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert first.returncode == 0, first.stderr
@@ -102,7 +102,7 @@ def test_a_tuning_sweep_on_parallel_workers_brackets_its_rate_reports_verdicts_a
     for variant in ("standard", "positional"):
         ran = sorted((r["seed"], r["config"]["train"]["lr"]) for r in records if r["variant"] == variant)
         tuned = [lr for seed, lr in ran if seed == 0]
-        assert tuned[:3] == [1e-4, 1e-3, 1e-2] and len(tuned) <= 4, "the grid, and at most one step past an edge"
+        assert set(tuned) >= {1e-5, 1e-4, 1e-3, 1e-2} and len(tuned) <= 5, "the grid, and at most one step past an edge"
         (confirmed,) = [lr for seed, lr in ran if seed == 1]
         assert confirmed in tuned
     assert all(r["budget"]["status"] in ("reached target", "converged", "still improving") for r in records)

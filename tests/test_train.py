@@ -27,7 +27,7 @@ def test_warmup_then_cosine_to_the_floor():
 def schedule(**changes):
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({"steps": 100, "warmup_steps": 10, "min_lr_ratio": 0.1, "schedule": "wsd", "decay_fraction": 0.2,
+    return OmegaConf.create({"steps": 100, "warmup_steps": 10, "min_lr_ratio": 0.1, "schedule": "wsd", "decay_fraction": 0.2, "eval_every": 10,
                              "max_extension": 4, "plateau_window": 20, "plateau_drop": 0.05, **changes})  # fmt: skip
 
 
@@ -41,6 +41,13 @@ def test_wsd_holds_the_rate_until_the_run_is_judged_then_decays_linearly_to_the_
     budget.judge(80, curve(4.0, 3.0, 2.0, 1.9, 1.9, 1.9, 1.9, 1.9, 1.9))  # flat over the last 20 steps: converged
     assert budget.status == "converged" and budget.steps == 100 and budget.decay_start == 80
     assert budget.factor(90) == pytest.approx(0.55) and budget.factor(100) == pytest.approx(0.1)
+
+
+def test_a_budget_shorter_than_its_warm_up_or_evaluated_rarely_still_decays_without_a_jump():
+    budget = Budget(schedule(steps=20, warmup_steps=100))
+    budget.judge(10, curve(4.0, 3.9))  # the next evaluation, at 20, would be past the decay's start at 16
+    assert budget.decay_start == 10 and budget.factor(9) == pytest.approx(0.1)
+    assert max(budget.factor(step + 1) - budget.factor(step) for step in range(20)) <= 0.0101, "the rate never jumps up"
 
 
 def test_a_run_still_improving_doubles_its_budget_up_to_the_stated_maximum_and_then_says_so():

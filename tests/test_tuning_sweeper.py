@@ -31,7 +31,7 @@ class ScoringLauncher:
         return returns
 
 
-def sweep(score, grid=(1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=()):
+def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=()):
     sweeper = TuningSweeper(params=params or {"variant": "standard,triple", "seed": "0,1,2"}, tune={"train.lr": list(grid)},
                             max_extensions=max_extensions, tuning_seeds=1, max_batch_size=None)  # fmt: skip
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": "unused", "subdir": "${hydra.job.num}"}}})
@@ -52,7 +52,7 @@ def peaked_at(best):
 
 def test_a_choice_on_the_grids_edge_extends_the_grid_until_the_optimum_is_bracketed():
     batches = sweep(peaked_at(0.1))
-    assert lrs(batches[0]) == [1e-4, 1e-3, 1e-2]
+    assert lrs(batches[0]) == [1e-5, 1e-4, 1e-3, 1e-2]
     assert lrs(batches[1]) == [0.1], "one step of the grid's ratio past the top edge"
     assert lrs(batches[2]) == [1.0], "0.1 is still the edge; one more step brackets it"
     confirm = batches[3]
@@ -83,15 +83,32 @@ def test_a_rate_the_command_line_sets_is_not_tuned():
 
 def test_the_next_value_keeps_the_grids_log_spacing():
     assert extended([3e-4, 1e-3, 3e-3, 1e-2], low_edge=False) == pytest.approx(0.0322, rel=1e-2)
-    assert extended([1e-4, 1e-3, 1e-2], low_edge=True) == pytest.approx(1e-5)
+    assert extended([1e-4, 1e-3, 1e-2, 1e-1], low_edge=True) == pytest.approx(1e-5)
 
 
-@pytest.mark.parametrize("tune", [{"train.lr": [1e-3, 1e-2]}, {"train.lr": [0.0, 1e-3, 1e-2]}, {"train.lr": [1e-3, 1e-3, 1e-2]}])
-def test_a_grid_that_cannot_bracket_is_refused(tune):
-    with pytest.raises(ConfigError, match="a tuning grid needs at least 3 distinct positive, log-spaced values"):
+@pytest.mark.parametrize("tune, problem", [({"train.lr": [1e-3, 1e-2, 1e-1]}, "cannot bracket an optimum"),
+                                           ({"train.lr": [0.0, 1e-3, 1e-2, 1e-1]}, "cannot bracket an optimum"),
+                                           ({"train.lr": [1e-3, 1e-3, 1e-2, 1e-1]}, "cannot bracket an optimum"),
+                                           ({"train.lr": [1e-4, 1e-3, 2e-3, 1e-1]}, "is not log-spaced"),
+                                           ({"train.lr": ["fast", 1e-3, 1e-2, 1e-1]}, "is not a list of numbers")])
+def test_a_grid_that_cannot_bracket_is_refused_in_one_line(tune, problem):
+    with pytest.raises(ConfigError, match=f"hydra.sweeper.tune.train.lr=.* {problem}.*; allowed: at least 4 distinct positive numbers, log-spaced"):
         TuningSweeper(params={}, tune=tune, max_extensions=2, tuning_seeds=1, max_batch_size=None)
 
 
 def test_a_rate_that_does_not_matter_is_chosen_mid_grid_and_never_extended():
     batches = sweep(lambda lr, seed, values: 0.5, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0))
     assert len(batches) == 2 and lrs(batches[1], seed="1") == [1e-2], "an untrained reference ties everywhere"
+
+
+def test_a_tuned_key_the_report_does_not_select_on_is_refused(make_config):
+    from hydra import initialize_config_dir
+
+    from bench import CONF_DIR, CONFIG_NAME
+    from bench.cli import check_tuned_keys_are_selected
+
+    make_config()  # registers the project's configs
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        check_tuned_keys_are_selected(["train.lr"], ["variant=standard"], CONFIG_NAME)
+        with pytest.raises(ConfigError, match=r"tunes train.weight_decay, which protocol.select_on=\['train.lr'\] does not select on"):
+            check_tuned_keys_are_selected(["train.weight_decay"], ["variant=standard"], CONFIG_NAME)

@@ -82,7 +82,7 @@ class Budget:
 
     cosine: warm-up, then cosine decay to min_lr_ratio at train.steps; the budget is fixed.
     wsd: warm-up, a constant rate, and a linear decay to min_lr_ratio over the last decay_fraction
-    of the budget. At the first evaluation past the decay's start the run is judged: still
+    of the budget. At the last evaluation before the decay's start the run is judged: still
     improving, with room below max_extension x steps, doubles its budget (the rate stays constant); otherwise
     the decay begins there and the run's status is what the judgement found."""
 
@@ -93,17 +93,17 @@ class Budget:
         self.decay_start: int | None = None
         self.extensions = 0
         self.status: str | None = None  # set once the run is judged, or reaches its target
+        self.loss_drop: float | None = None  # the drop in validation loss that decided the status
 
     def factor(self, step: int) -> float:
         train = self.train
         if train.schedule == "cosine":
             return learning_rate_factor(step, train.warmup_steps, self.steps, train.min_lr_ratio)
-        if step < train.warmup_steps:
-            return (step + 1) / train.warmup_steps
+        warmup = (step + 1) / train.warmup_steps if step < train.warmup_steps else 1.0
         if self.decay_start is None or step < self.decay_start:
-            return 1.0
+            return warmup
         progress = min(1.0, (step - self.decay_start) / max(1, self.steps - self.decay_start))
-        return 1 - (1 - train.min_lr_ratio) * progress
+        return min(warmup, 1 - (1 - train.min_lr_ratio) * progress)  # a budget shorter than its warm-up decays without a jump
 
     def judge(self, step: int, curve: list[dict]) -> None:
         """At an evaluation: under wsd, past the decay's start and not yet decaying, extend the
@@ -111,11 +111,15 @@ class Budget:
         train = self.train
         if train.schedule == "cosine":
             if step >= self.steps:
-                self.status = IMPROVING if improving(curve, train.plateau_window, train.plateau_drop) else CONVERGED
+                drop = loss_drop(curve, train.plateau_window)
+                self.loss_drop, self.status = drop, IMPROVING if drop > train.plateau_drop else CONVERGED
             return
-        if self.decay_start is not None or step < self.steps - round(train.decay_fraction * self.steps):
+        # judged at the last evaluation before the decay's start (the next would be past it), so that a
+        # run evaluated rarely still decays
+        if self.decay_start is not None or step + train.eval_every <= self.steps - round(train.decay_fraction * self.steps):
             return
-        still_improving = improving(curve, train.plateau_window, train.plateau_drop)
+        self.loss_drop = loss_drop(curve, train.plateau_window)
+        still_improving = self.loss_drop > train.plateau_drop
         if still_improving and self.steps < self.most:
             self.steps = min(2 * self.steps, self.most)
             self.extensions += 1
@@ -133,10 +137,6 @@ def loss_drop(curve: list[dict], window: int) -> float:
     last_step, last = points[-1]
     earlier = [loss for step, loss in points if step <= last_step - window] or [points[0][1]]
     return (earlier[-1] - last) / earlier[-1] if earlier[-1] > 0 else 0.0
-
-
-def improving(curve: list[dict], window: int, drop: float) -> bool:
-    return loss_drop(curve, window) > drop
 
 
 def decays(parameter: nn.Parameter) -> bool:
@@ -338,7 +338,7 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
             bar.set_postfix(loss=f"{result.loss:.3f}", val_acc=f"{outcome.evaluations['validation'].accuracy:.3f}")
     bar.close()
     outcome.budget = {"status": budget.status if steps else None, "steps": budget.steps, "extensions": budget.extensions,
-                      "validation_loss_drop": loss_drop(outcome.curve, train.plateau_window)}  # fmt: skip
+                      "validation_loss_drop": budget.loss_drop if budget.loss_drop is not None and math.isfinite(budget.loss_drop) else None}  # fmt: skip
     outcome.chance_given_context = task.chance_given_context(held_out["test"].to("cpu"))
     outcome.tokens_per_second = tokens / outcome.train_seconds if outcome.train_seconds else 0.0
     return outcome

@@ -37,6 +37,9 @@ from tasks import TASKS
 NOT_SETTINGS = {"seed", "variant.name", "task.name", "protocol.select_on", "protocol.score", *RUN_CONTROL_KEYS}
 PROTOCOL_COLUMNS = ["protocol.select_on", "protocol.score"]
 IDENTITY = ["run", "variant", "task", "seed", "setting"]
+# The fewest values of a selection key that count as a tuned grid (the tuning sweeper's minimum):
+# with fewer, a value cannot be shown to be an optimum, and a negative verdict says "untuned".
+MIN_GRID = 4
 # Along a difficulty axis, a model "breaks" where its mean test accuracy falls below this.
 BREAK = 0.9
 
@@ -120,16 +123,17 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
         tuning = group_runs[group_runs["seed"].isin(tuning_seeds)]
         points = (
             tuning.groupby(group + point_keys, dropna=False)
-            .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), tuning_seeds=("seed", "count"),
-                 diverged=("status", lambda s: int((s == "diverged").sum())))
+            .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), tuning_seeds=("seed", "count"))
             .reset_index()
-            .merge(group_runs.groupby(group + point_keys, dropna=False)["seed"].count().rename("seeds").reset_index(), on=group + point_keys)
-            .sort_values(["validation_accuracy", "validation_loss"], ascending=[False, True])
+            .merge(group_runs.groupby(group + point_keys, dropna=False)
+                   .agg(seeds=("seed", "count"), diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index(), on=group + point_keys)
+            .assign(_accuracy=lambda t: t["validation_accuracy"].fillna(-math.inf), _rank_loss=lambda t: t["validation_loss"].fillna(math.inf))
+            .sort_values(["_accuracy", "_rank_loss"], ascending=[False, True])
         )  # fmt: skip
         # Points tied with the best (an untrained reference, or a rate that does not matter) choose the
         # one nearest the grid's middle: a tie on an edge is not an optimum past it.
         best = points.iloc[0]
-        tied = points[(points["validation_accuracy"] == best["validation_accuracy"]) & (points["validation_loss"] == best["validation_loss"])]
+        tied = points[(points["_accuracy"] == best["_accuracy"]) & (points["_rank_loss"] == best["_rank_loss"])]
         tied = tied[tied["seeds"] == tied["seeds"].max()]  # the point the sweep confirmed on its other seeds, if one is tied
         off_centre = sum(abs(points[key].rank(method="dense")[tied.index] - (points[key].nunique() + 1) / 2) for key in keys) if keys else 0
         best_index = tied.index[pd.Series(off_centre, index=tied.index).argmin()] if keys else tied.index[0]
@@ -137,8 +141,10 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
         best = points.loc[best_index]
         points["edge"] = ",".join(key for key in keys if points[key].nunique() >= 3 and best[key] in (points[key].min(), points[key].max()))
         points.loc[~points["chosen"], "edge"] = ""
-        parts.append(points.drop(columns=["_point"], errors="ignore"))
-    columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge"]
+        # fewer than MIN_GRID values of a key (or no grid at all): the rate was set, not tuned
+        points["untuned"] = ",".join(key for key in keys if points[key].nunique() < MIN_GRID) if keys else "no grid"
+        parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss"], errors="ignore"))
+    columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge", "untuned"]
     grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns).astype({"chosen": bool})
     return grid.sort_values([*group, *keys]).reset_index(drop=True)[columns]
 

@@ -4,7 +4,7 @@ to tune) is chosen on validation, on a grid extended until the optimum is bracke
     hydra:
       sweeper:
         params: {variant: standard,triple, task: induction, seed: 0,1,2,3,4}
-        tune: {train.lr: [3e-4, 1e-3, 3e-3, 1e-2]}   # log-spaced, at least MIN_GRID values per key
+        tune: {train.lr: [3e-4, 1e-3, 3e-3, 1e-2]}   # log-spaced, at least 4 values per key
         max_extensions: 2                             # per key and edge
 
 For every combination of ``params`` other than the seed (a variant x task x difficulty point):
@@ -41,16 +41,14 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from bench import ConfigError
 from bench.cli import directory_name, names_jobs_by_overrides, sweep_values
 from bench.core.results import JOBS_FILE, read_result, write_json_atomic
+from bench.launch_checks import check_tuning
 from bench.report.protocol import tuning_grid
 
 log = logging.getLogger(__name__)
 
 SEED_KEY = "seed"
-# Fewer points cannot show an interior optimum and the grid's ratio at once.
-MIN_GRID = 3
 
 
 @dataclass
@@ -75,15 +73,10 @@ def extended(values: list[float], low_edge: bool) -> float:
 class TuningSweeper(Sweeper):
     def __init__(self, params: Optional[Dict[str, str]], tune: Dict[str, List[float]], max_extensions: int, tuning_seeds: int,
                  max_batch_size: Optional[int]) -> None:  # fmt: skip
+        check_tuning(tune, max_extensions, tuning_seeds)
         self.params = dict(params or {})
         self.tune = {key: sorted(float(v) for v in values) for key, values in tune.items()}
         self.max_extensions, self.tuning_seeds, self.max_batch_size = max_extensions, tuning_seeds, max_batch_size
-        for key, values in self.tune.items():
-            if len(values) < MIN_GRID or values[0] <= 0 or len(set(values)) < len(values):
-                raise ConfigError(f"hydra.sweeper.tune.{key}={values}: a tuning grid needs at least {MIN_GRID} distinct positive, "
-                                  "log-spaced values")  # fmt: skip
-        if max_extensions < 0 or tuning_seeds < 1:
-            raise ConfigError(f"hydra.sweeper: max_extensions={max_extensions}, tuning_seeds={tuning_seeds}; allowed: max_extensions >= 0, tuning_seeds >= 1")
         self.config: Optional[DictConfig] = None
         self.launcher = None
         self.job_number = 0
@@ -136,6 +129,9 @@ class TuningSweeper(Sweeper):
         confirm = []
         for g, grid in enumerate(grids):
             chosen, edges = self.choice(g, grid, results, tuning)
+            if chosen is None:
+                log.error("%s: every tuning job failed; its other seeds are not run (see the report's failed runs)", " ".join(groups[g]))
+                continue
             log.info("%s: chose %s%s", " ".join(groups[g]), ", ".join(f"{k}={v}" for k, v in chosen.items()) or "(nothing to tune)",
                      f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
             confirm += [(g, tuple(chosen[key] for key in tune), seed) for seed in confirming]
@@ -146,11 +142,11 @@ class TuningSweeper(Sweeper):
         """The chosen point of group g ({key: value}) and the keys on whose edge it sits."""
         rows = [{**dict(zip(grid, point)), SEED_KEY: seed, **results[(g, point, seed)]}
                 for point in itertools.product(*grid.values()) for seed in seeds if (g, point, seed) in results]  # fmt: skip
-        runs = pd.DataFrame(rows).assign(group=g)
+        runs = pd.DataFrame(rows, columns=[*grid, SEED_KEY, "status", "validation_accuracy", "validation_loss"]).assign(group=g)
         chosen = tuning_grid(runs, ["group"], list(grid))
         chosen = chosen[chosen["chosen"]]
-        if chosen.empty:  # every tuning job failed: confirm at the grid's middle, which the report shows failed
-            return {key: values[len(values) // 2] for key, values in grid.items()}, []
+        if chosen.empty:  # every tuning job failed: nothing was chosen
+            return None, []
         best = chosen.iloc[0]
         return {key: float(best[key]) for key in grid}, [key for key in str(best["edge"]).split(",") if key]
 

@@ -35,8 +35,10 @@ def findings(points: pd.DataFrame, verdicts: pd.DataFrame, pairs: pd.DataFrame, 
         if task not in axes:
             sentences += task_sentence(task, at_task, pairs[pairs["task"] == task] if len(pairs) else pairs)
     models = points[points["role"] == "model"]
+    unsettled = verdicts[verdicts["verdict"] == NOT_ESTABLISHED]
     for task, runs in models.groupby("task"):
-        sentences += where_it_breaks(task, runs, axes.get(task, []))
+        open_points = {(row.model, row.point) for row in unsettled[unsettled["task"] == task].itertuples()}
+        sentences += where_it_breaks(task, runs, axes.get(task, []), open_points)
     return sentences
 
 
@@ -64,20 +66,14 @@ def task_sentence(task: str, verdicts: pd.DataFrame, pairs: pd.DataFrame) -> lis
         if len(lead):
             row = lead.iloc[0]
             outcome = "resolved" if row["resolved"] else "not resolved"
-            needed = f"; about {int(row['seeds_needed'])} seeds would resolve it" if not row["resolved"] and row["seeds_needed"] == row["seeds_needed"] and row["seeds_needed"] else ""
-            p = "p < 0.001" if row["p"] < 0.001 else f"p = {row['p']:.3f}"
-            if row["measure"] == "steps to target":
-                faster = f"reaches the target {abs(row['difference']):.0f} steps {'sooner' if row['difference'] < 0 else 'later'} than {ranked[1]}"
-                sentence += f" {ranked[0]} {faster} (mean over seeds; {row['test']} {p}, n = {row['n']}: {outcome}{needed})."
-            else:
-                sentence += (f" {ranked[0]} vs {ranked[1]}: test accuracy {row['difference']:+.3f} ({row['test']} {p}, n = {row['n']}: "
-                             f"{outcome}{needed}).")  # fmt: skip
+            sentence += f" {ranked[0]} vs {ranked[1]} on {row['measure']}: {row['summary']} ({outcome})."
     return [sentence]
 
 
-def where_it_breaks(task: str, models: pd.DataFrame, axes: list[str]) -> list[str]:
+def where_it_breaks(task: str, models: pd.DataFrame, axes: list[str], unsettled: set[tuple[str, str]] = frozenset()) -> list[str]:
     """Per model and difficulty axis, mean test accuracy along the axis with the other axes held
-    fixed, and the values at which it falls below BREAK."""
+    fixed, and the values at which it falls below BREAK; a point whose verdict is not established
+    (unsettled: (model, point) pairs) is marked so, and never counted as where the model breaks."""
     sentences = []
     for model, runs in models.groupby("model"):
         for axis in axes:
@@ -88,11 +84,14 @@ def where_it_breaks(task: str, models: pd.DataFrame, axes: list[str]) -> list[st
                 means = panel.groupby(axis)["test_accuracy"].mean().sort_index()
                 if len(means) < 2:
                     continue
-                broken = [option_text(value) for value, mean in means.items() if mean < BREAK]
-                verdict = ("holds throughout" if not broken else "below throughout" if len(broken) == len(means)
+                open_at = {value for value, rows in panel.groupby(axis) if any((model, point) in unsettled for point in rows["point"])}
+                broken = [option_text(value) for value, mean in means.items() if mean < BREAK and value not in open_at]
+                settled = len(means) - len(open_at)
+                verdict = ("not established throughout" if not settled else "holds throughout" if not broken and not open_at
+                           else "holds wherever established" if not broken else "below throughout" if len(broken) == settled
                            else f"below at {', '.join(broken)}")  # fmt: skip
                 held = ", ".join(f"{other.removeprefix('task.')}={option_text(value)}" for other, value in zip(others, fixed))
-                series = " → ".join(f"{mean:.3f} ({option_text(value)})" for value, mean in means.items())
+                series = " → ".join(f"{mean:.3f}{' (not established)' if value in open_at else ''} ({option_text(value)})" for value, mean in means.items())
                 lines.append(f"{series}{f' at {held}' if held else ''}: {verdict}")
             if lines:
                 sentences.append(f"{task}: {model} along {axis.removeprefix('task.')} (below {BREAK} marks where it breaks): {'; '.join(lines)}.")

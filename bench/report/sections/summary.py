@@ -18,10 +18,12 @@ def reached(values: pd.Series) -> str:
     return f"{median} ({len(hits)}/{len(values)})"
 
 
-def budget_statuses(values: pd.Series) -> str:
-    """'3 reached target, 2 converged'; '—' for records from before budgets were kept."""
-    counts = values.dropna().value_counts()
-    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "—"
+def budget_statuses(runs: pd.DataFrame) -> str:
+    """'3 reached target, 2 converged (1 extended)'; '—' for records from before budgets were kept."""
+    counts = runs["budget_status"].dropna().value_counts()
+    extended = int((pd.to_numeric(runs["budget_extensions"], errors="coerce") > 0).sum()) if "budget_extensions" in runs else 0
+    text = ", ".join(f"{n} {status}" for status, n in counts.items()) or "—"
+    return f"{text} ({extended} extended)" if extended else text
 
 
 class Summary(ReportSection):
@@ -45,11 +47,13 @@ class Summary(ReportSection):
             selected.groupby(["setting", "task"])
             .agg(test_accuracy=("test_accuracy", describe), exact_match=("test_exact_match", describe),
                  validation_accuracy=("validation_accuracy", describe), steps_to_target=("steps_to_target", reached),
-                 chance=("chance", "mean"), budget=("budget_status", budget_statuses), parameters=("n_params", "first"),
+                 chance=("chance", "mean"), parameters=("n_params", "first"),
                  **{key: (key, "first") for key in selection.select_on})
             .reset_index()
             .round({"chance": 3})
         )  # fmt: skip
+        budgets = selected.groupby(["setting", "task"]).apply(budget_statuses, include_groups=False).rename("budget").reset_index()
+        detail = detail.merge(budgets, on=["setting", "task"])
         figure = bars_with_points(selected.assign(metric="test accuracy"), "test_accuracy", col="task", row="metric",
                                   ylabel="test accuracy", path=data.figure_dir / "summary.png")  # fmt: skip
         blocks: list[Block] = [

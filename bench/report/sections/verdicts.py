@@ -36,18 +36,25 @@ class Verdicts(ReportSection):
         columns = list(dict.fromkeys((ordered["task"] + " " + ordered["point"]).str.strip()))
         table = table.assign(column=pd.Categorical(table["column"], categories=columns, ordered=True)).sort_values("column")
         runs = data.selection.selected
-        steps = f"{int(runs['budget_steps'].max())}" if "budget_steps" in runs and runs["budget_steps"].notna().any() else "its train.steps"
-        cells = table.assign(cell=table["test_accuracy"].map("{:.3f}".format) + " " + table["verdict"] + " (" + table["reason"] + ")")
+        if {"train.steps", "train.max_extension"} <= set(runs.columns) and runs["train.max_extension"].notna().any():
+            most = f"{int((runs['train.steps'] * runs['train.max_extension'].fillna(1)).max()):,}"
+        else:
+            most = "train.steps"
         rows = list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+        cells = table.assign(cell=table["test_accuracy"].map("{:.3f}".format) + " " + table["verdict"] + " (" + table["reason"] + ")")
         grid = cells.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=columns).fillna("—")
         grid.columns.name, grid.index.name = None, "variant"
         return [
-            f"{len(runs)} runs, {runs['seed'].nunique()} seeds per cell at most, each at the learning rate chosen on validation; "
-            f"every number is mean test accuracy. Solves: at least {MOST:.0%} of seeds reach {SOLVED} test accuracy. At chance: most "
-            f"seeds not above the task's chance given the context by a one-sided binomial test (p < {ALPHA}). No better than "
-            "control: the positional control is not beaten by a paired t-test over the seeds (p < "
-            f"{ALPHA}). Not established: seeds disagree, a seed still improving when its budget (at most {steps} steps) ended, or "
-            "the chosen learning rate on the edge of its tuned grid. Partial: above chance and the control, below the threshold.",
+            f"{len(runs)} runs, at most {runs['seed'].nunique()} seeds per cell, each at the learning rate chosen on validation; "
+            "every number is mean test accuracy. Solves: at least "
+            f"{MOST:.0%} of the seeds (a diverged one counted) reach the task's threshold ({SOLVED} unless the task states one). "
+            f"At chance: most seeds not above the task's chance given the context (a uniform guess among the candidate "
+            f"answers in the context) by a one-sided binomial test over scored positions (p < {ALPHA}). No better than "
+            "control: mean at or below the positional control's. Partial: above chance and ahead of the control by a "
+            f"paired t-test over shared seeds (p < {ALPHA}; \"no control\" where none ran). Not established: seeds "
+            f"disagree; a seed still improving when its budget ended (at most {most} steps); the chosen rate on the edge of "
+            "its tuned grid, or set rather than tuned over four values or more (untuned); ahead of the control by a "
+            "difference the test cannot resolve (vs control); or a record without the chance test's counts.",
             Figure(heatmap(table, data.figure_dir / "verdicts.png"), "Verdict per variant and task, with its mean test accuracy."),
             grid.reset_index(),
         ]
