@@ -86,10 +86,10 @@ class Budget:
     improving, with room below max_extension x steps, doubles its budget (the rate stays constant); otherwise
     the decay begins there and the run's status is what the judgement found."""
 
-    def __init__(self, train: DictConfig) -> None:
+    def __init__(self, train: DictConfig, steps: int | None = None) -> None:
         self.train = train
-        self.steps = train.steps
-        self.most = train.steps * train.max_extension
+        self.steps = train.steps if steps is None else steps  # 0: an evaluation-only run
+        self.most = self.steps * train.max_extension
         self.decay_start: int | None = None
         self.extensions = 0
         self.status: str | None = None  # set once the run is judged, or reaches its target
@@ -279,8 +279,7 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
     held_out = {split: task.evaluation_set(split, size, stream(seed, split)).to(device) for split in SPLITS}
     train_set = task.train_set()
     train_set = train_set.to(device) if train_set is not None else None
-    budget = Budget(train)
-    budget.steps, budget.most = steps, steps * train.max_extension
+    budget = Budget(train, steps)
     optimizer, scheduler = make_optimizer(model, train, budget)
     # compiled for the training steps only: evaluation's batches have other shapes, each a recompilation
     step_model = torch.compile(model) if train.compile else model

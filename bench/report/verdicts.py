@@ -110,6 +110,13 @@ def verdict(runs: pd.DataFrame, control: pd.DataFrame | None, edge: str, untuned
     return NOT_ESTABLISHED, "vs control"  # ahead of the control by too little, or too few seeds, to tell
 
 
+def chosen_marks(chosen: pd.DataFrame, column: str, settings, task: str) -> str:
+    """The keys a grid's chosen rows mark in `column` (edge, untuned) for these settings at a task."""
+    if column not in chosen:
+        return ""
+    return ",".join(sorted({str(chosen[column].get((setting, task), "") or "") for setting in settings} - {""}))
+
+
 def verdict_table(points: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     """One row per model x task x point: verdict, reason, mean test accuracy, seeds, and the
     numbers behind the reason (chance, the control's accuracy, budget)."""
@@ -122,11 +129,9 @@ def verdict_table(points: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
         controls = at_point[at_point["role"] == "control"]
         control = controls[controls["model"] == controls["model"].iloc[0]] if len(controls) else None
         for model, runs in at_point.groupby("model", sort=False):
-            def joined(column: str) -> str:
-                return ",".join(sorted({str(chosen[column].get((s, task), "") or "") for s in runs["setting"]} - {""})) if column in chosen else ""
-
-            diverged = int(sum(chosen["diverged"].get((s, task), 0) for s in runs["setting"].unique())) if "diverged" in chosen else 0
-            label, reason = verdict(runs, control, joined("edge"), joined("untuned"), diverged)
+            settings = runs["setting"].unique()
+            diverged = int(sum(chosen["diverged"].get((s, task), 0) for s in settings)) if "diverged" in chosen else 0
+            label, reason = verdict(runs, control, chosen_marks(chosen, "edge", settings, task), chosen_marks(chosen, "untuned", settings, task), diverged)
             rows.append({"model": model, "role": runs["role"].iloc[0], "task": task, "point": point, "verdict": label, "reason": reason,
                          "test_accuracy": runs["test_accuracy"].mean(), "seeds": len(runs) + diverged, "chance": run_chance(runs).mean(),
                          "control_accuracy": control["test_accuracy"].mean() if control is not None else math.nan,

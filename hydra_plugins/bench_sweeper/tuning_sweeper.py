@@ -42,9 +42,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from bench.cli import directory_name, names_jobs_by_overrides, sweep_values
-from bench.core.results import JOBS_FILE, read_result, write_json_atomic
+from bench.core.results import JOBS_FILE, write_json_atomic
 from bench.launch_checks import check_tuning
 from bench.report.protocol import tuning_grid
+from bench.report.records import expected_jobs
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,8 @@ class TuningSweeper(Sweeper):
         sweep_dir = Path(str(hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         excluded = set(hydra.job.config.override_dirname.exclude_keys)
-        known = read_result(sweep_dir / JOBS_FILE)
         names = {directory_name(job, excluded, parser) for job in overrides}
-        write_json_atomic(sweep_dir / JOBS_FILE, sorted(names | set(known if isinstance(known, list) else [])))
+        write_json_atomic(sweep_dir / JOBS_FILE, sorted(names | set(expected_jobs(sweep_dir) or [])))
 
 
 def returned(job_return: Any) -> dict:

@@ -20,7 +20,7 @@ class Comparisons(ReportSection):
         table = pairs.assign(seeds_needed=pairs["seeds_needed"].map(lambda n: "" if n != n or n is None else f"{int(n)}")).round({"difference": 4, "p": 4})
         return [
             f"Each pair of models at the same task and point (first minus second). Resolved: p < {ALPHA} by a paired t-test "
-            "where both ran the same seeds (same data), a two-sample t-test otherwise. Where both held the target in every "
+            "over the seeds both ran (same seed, same data) where they share two or more, a two-sample t-test otherwise. Where both held the target in every "
             "seed the early stop pins accuracy near the ceiling, and they are compared on steps to target (lower is faster). "
             f"Seeds needed: how many the same test needs for {POWER:.0%} power at the observed effect (blank: resolved, or "
             "more than a thousand).",

@@ -63,8 +63,9 @@ class Summary(ReportSection):
             Figure(figure, "Test accuracy per setting: bar, mean over seeds with its 95% interval; dots, seeds."),
             "Exact match: share of test sequences with every scored token right. Validation accuracy: the set that chose "
             "the learning rate and the early stop. Steps to target: median step at which test accuracy first reached the "
-            "target, over the seeds that reached it (reached / seeds). Chance: the best guess without the ability the task "
-            "tests, given the context (each task's docstring; mean over the seeds' test sets). Budget: how the seeds' "
+            "target, over the seeds that reached it (reached / seeds). Chance: a uniform guess among the candidate answers "
+            "in the context, what a model without the ability the task tests can still reach (each task's docstring; mean over "
+            "the seeds' test sets). Budget: how the seeds' "
             "training ended (reached target, converged, still improving at the stated maximum).",
             detail,
         ]

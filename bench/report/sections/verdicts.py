@@ -8,7 +8,7 @@ from analyses import Block, Figure
 from bench.report.protocol import swept_axes
 from bench.report.sections.base import ReportData, ReportSection
 from bench.report.verdicts import MOST, SOLVED, VERDICTS
-from plugin.plotting import save, seaborn
+from plugin.plotting import pyplot, save, seaborn
 from plugin.statistics import ALPHA
 
 # One colour per verdict: green solves, amber partial, grey not established, reds for the failures.
@@ -40,7 +40,7 @@ class Verdicts(ReportSection):
             most = f"{int((runs['train.steps'] * runs['train.max_extension'].fillna(1)).max()):,}"
         else:
             most = "train.steps"
-        rows = list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+        rows = row_order(table)
         cells = table.assign(cell=table["test_accuracy"].map("{:.3f}".format) + " " + table["verdict"] + " (" + table["reason"] + ")")
         grid = cells.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=columns).fillna("—")
         grid.columns.name, grid.index.name = None, "variant"
@@ -60,16 +60,20 @@ class Verdicts(ReportSection):
         ]
 
 
+def row_order(table: pd.DataFrame) -> list[str]:
+    """The table's rows, models first, then controls, then constructed references (ROLE_ORDER)."""
+    return list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+
+
 def heatmap(table: pd.DataFrame, path) -> object:
     """An annotated heatmap: one colour per verdict, the accuracy and reason in each cell, wrapped
     into panels of COLUMNS_PER_PANEL tasks."""
-    sns = seaborn()
-    import matplotlib.pyplot as plt
+    sns, plt = seaborn(), pyplot()
     from matplotlib.colors import ListedColormap
 
     columns = list(dict.fromkeys(table["column"].astype(str)))
     table = table.assign(column=table["column"].astype(str))
-    rows = list(dict.fromkeys(table.assign(rank=table["role"].map(ROLE_ORDER)).sort_values(["rank", "row"])["row"]))
+    rows = row_order(table)
     panels = [columns[i : i + COLUMNS_PER_PANEL] for i in range(0, len(columns), COLUMNS_PER_PANEL)]
     width = min(21.0, 1.6 + 1.9 * min(len(columns), COLUMNS_PER_PANEL))
     figure, axes = plt.subplots(len(panels), 1, figsize=(width, (0.45 * len(rows) + 1.4) * len(panels)), squeeze=False, constrained_layout=True)
