@@ -22,6 +22,15 @@ constructor options become config keys (``analysis.<name>.<option>``), typed and
 - ``section(data)`` turns the rows of every selected run into report blocks: text, tables and
   figures. The report shows the sections of the analyses that have data, in ``report_order``.
 - ``check(config)`` refuses options that cannot work with a run's config, before any compute.
+- ``ranges(config)`` declares the range of every numeric value the rows hold, for a run of that
+  config (or, with None, for any run): a test holds every measured value to it, over every shipped
+  variant and over the committed reports, and the report's means and intervals are bounded by it.
+
+Attention weights are read as shares, ``TrainedRun.attention_shares``: a_ij' = |a_ij| / sum_j |a_ij|
+over the keys of each query row. For a softmax row this is the row itself; it keeps a score
+defined on weights that are not a distribution (sigmoid's gates, whose rows do not sum to one;
+differential's w1 - lambda w2, which is signed) inside the range it has for softmax attention,
+where it reads as how much of the row's weight, of either sign, falls on each key.
 
 Analyses use ``variants`` and ``tasks`` but never ``bench``: what they need of a run (the model,
 its task, evaluation, seeded streams) comes in ``TrainedRun``.
@@ -38,7 +47,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from plugin import register
+from plugin import Range, register
 from tasks import Batch, Task
 
 ANALYSES: dict[str, type[Analysis]] = {}
@@ -74,6 +83,15 @@ class TrainedRun:
     @property
     def attention_layers(self) -> list[nn.Module]:
         return [block.attention for block in self.model.blocks]
+
+    def attention_shares(self, tokens: Tensor) -> list[Tensor]:
+        """Each layer's attention as shares (batch, n_heads, T, T): |a_ij| / sum_j |a_ij| per query row
+        (0 where a row is all zero), float64 on the CPU; for softmax attention, the weights themselves."""
+        shares = []
+        for weights in self.model.attention_patterns(tokens.to(self.device)):
+            magnitude = weights.detach().double().cpu().abs()
+            shares.append(magnitude / magnitude.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny))
+        return shares
 
     def test_set(self, task: Task | None = None, size: int | None = None) -> Batch:
         """`size` sequences (default: the run's evaluation size) of the test split of `task` (default:
@@ -125,6 +143,15 @@ class Analysis:
     def applies(self, run: TrainedRun) -> str | None:
         """None where the analysis can run on `run`, otherwise the reason it cannot."""
         return None
+
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        """The range of each numeric column of the rows, for a run of `config`, or for any run with None."""
+        raise NotImplementedError(f"analysis {self.name} declares no ranges(config): the range of each value it reports")
+
+    def bounds(self, column: str) -> tuple[float, float]:
+        """The range of `column` for any run, as the (low, high) that bounds a report's intervals."""
+        declared = self.ranges()[column]
+        return declared.low, declared.high
 
     def measure(self, run: TrainedRun) -> Measurement:
         raise NotImplementedError

@@ -40,11 +40,12 @@ from typing import Annotated
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
 from plugin.plotting import pyplot, save, seaborn, variant_colour
-from plugin.statistics import INTERVAL_NOTE, describe
+from plugin.statistics import INTERVAL_NOTE, describe, describe_count
 from plugin import Range
 from tasks.modular_addition import ModularAddition
 
@@ -131,6 +132,12 @@ class Fourier(Analysis):
             return "the model has no MLP neurons (model.mlp=false)"
         return None
 
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        unit, non_negative = Range(0, 1), Range(0)
+        highest = math.inf if config is None else config.task.p // 2
+        return {"frequency": Range(0, highest), "norm": non_negative, "energy_share": unit, "layer": non_negative,
+                "neuron": non_negative, "explained": unit, "best_frequency": Range(1, highest), "best_explained": unit}  # fmt: skip
+
     def measure(self, run: TrainedRun) -> Measurement:
         p = run.task.p
         norms = frequency_norms(run.model.embed.weight[:p].detach().cpu())
@@ -162,8 +169,9 @@ class Fourier(Analysis):
         per_run = run_summary(embedding, neurons)
         per_setting = (
             per_run.groupby(["setting", "task"])
-            .agg(key_frequencies=("count", lambda v: describe(v, digits=1, bounds=None)),
-                 energy_share=("energy_share", describe), neuron_r=("mean_r", describe))
+            .agg(key_frequencies=("count", describe_count),
+                 energy_share=("energy_share", lambda v: describe(v, bounds=self.bounds("energy_share"))),
+                 neuron_r=("mean_r", lambda v: describe(v, bounds=self.bounds("explained"))))
             .reset_index()
         )  # fmt: skip
         examples = data.first_seed_per_group()
@@ -174,8 +182,8 @@ class Fourier(Analysis):
             "1, cos/sin(wa), cos/sin(wb) and their products at its best key frequency w; r is the fraction of its variance "
             "that fit explains. Per run:",
             per_run.drop(columns=["run"]).round({"energy_share": 3, "mean_r": 3, "median_r": 3, "best_is_key": 3}),
-            f"Per setting, {INTERVAL_NOTE}: the number of key frequencies, the share of the energy they carry, and the "
-            "mean r over neurons.",
+            f"Per setting: the number of key frequencies (median [range over seeds]), and, {INTERVAL_NOTE}, the share of the "
+            "energy they carry and the mean r over neurons.",
             per_setting,
             Figure(norm_figure(embedding, examples, data.figure_path("embedding")),
                    "Norm of the embedding at each frequency of Z_p (key frequencies in the variant's colour, the others "

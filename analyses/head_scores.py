@@ -12,6 +12,9 @@ For a probe sequence t_0 .. t_(T-1) and a head's attention a_ij (query i, key j 
                                                    detect_head(exclude_bos=True, exclude_current_token=True)
 
 averaged over ``probe_sequences`` sequences (TransformerLens averages per prompt, too). The
+weights are read as shares, |a_ij| / sum_j |a_ij| (``TrainedRun.attention_shares``): the same for
+softmax attention, and for sigmoid's gates or differential's signed w1 - lambda w2 the share of the
+row's weight, of either sign, that the pattern holds, so every score lies in [0, 1]. The
 denominator holds every query's attention off BOS and the diagonal, including the first copy's,
 where no pattern applies: an induction head that parks on BOS there scores near 1, one whose
 attention spreads there (the hand-coded circuit's) about 0.6.
@@ -21,7 +24,8 @@ the half of the feasible periods nearest the training length, skipping any perio
 a distance at which the training task always placed its answer (the task's fixed offsets). A
 fixed period tied to the training task lets a purely positional head score as content: on fixed
 copy at length 32 a head that always looks 15 back scored duplicate-token 1.0 on the old probe of
-period 15. Heads are labelled L{layer}H{head}.
+period 15. Heads are labelled L{layer}H{head}. A high score says what a head attends to, not that
+the model uses it: the ablation analysis (analyses/ablation.py) says which heads the answer needs.
 """
 from __future__ import annotations
 
@@ -29,13 +33,16 @@ from typing import Annotated
 
 import pandas as pd
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from variants import VARIANTS
 from plugin.plotting import bars_with_points
 from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
+
+UNIT = Range(0, 1)
+INDEX = Range(0)
 
 PATTERNS = ("previous_token", "duplicate_token", "induction")
 
@@ -71,7 +78,7 @@ def detection_patterns(tokens: Tensor) -> dict[str, Tensor]:
 
 def mul_score(attention: Tensor, pattern: Tensor) -> float:
     """TransformerLens's mul score of one head on one sequence, BOS column and current token excluded."""
-    kept = attention.clone()
+    kept = attention.clone()  # shares: non-negative
     kept[:, 0] = 0
     kept.fill_diagonal_(0)
     total = kept.sum()
@@ -93,6 +100,11 @@ class HeadScores(Analysis):
             return f"no [BOS]+R+R probe period fits seq_len={run.task.seq_len} away from the task's fixed offsets {run.task.fixed_offsets}"
         return None
 
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        if config is None:
+            return {"score": UNIT, "layer": INDEX, "head_index": INDEX}
+        return {"score": UNIT, "layer": Range(0, config.model.n_layers - 1), "head_index": Range(0, config.model.n_heads - 1)}
+
     def measure(self, run: TrainedRun) -> Measurement:
         generator = run.stream(f"analysis/{self.name}")
         periods = probe_periods(run.task.seq_len, run.task.fixed_offsets, self.probe_sequences, generator)
@@ -102,11 +114,11 @@ class HeadScores(Analysis):
             repeated = content[torch.randint(len(content), (period,), generator=generator)]
             tokens = torch.cat([torch.zeros(1, dtype=torch.long), repeated, repeated])
             patterns = detection_patterns(tokens)
-            for layer, weights in enumerate(run.model.attention_patterns(tokens[None].to(run.device))):
-                for head in range(weights.shape[1]):
+            for layer, shares in enumerate(run.attention_shares(tokens[None])):
+                for head in range(shares.shape[1]):
                     for name, pattern in patterns.items():
                         key = (layer, head, name)
-                        totals[key] = totals.get(key, 0.0) + mul_score(weights[0, head].float().cpu(), pattern)
+                        totals[key] = totals.get(key, 0.0) + mul_score(shares[0, head], pattern.double())
         rows = [{"head": f"L{layer}H{head}", "layer": layer, "head_index": head, "pattern": name, "score": total / len(periods)}
                 for (layer, head, name), total in totals.items()]  # fmt: skip
         return Measurement(rows)
@@ -114,24 +126,21 @@ class HeadScores(Analysis):
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows
         best = rows.loc[rows.groupby(["run", "pattern"])["score"].idxmax()]
-        # A variant whose weights may be negative (differential's w1 - lambda w2) has scores outside [0, 1]:
-        # its interval is stated unbounded, never clipped around a mean that lies outside it.
-        signed = best["variant"].map(lambda name: getattr(VARIANTS.get(name), "weight_rows", "distribution") == "difference")
         roles = (
-            best.assign(signed=signed)
-            .groupby(["setting", "task", "pattern"])
-            .apply(lambda group: pd.Series({"score": describe(group["score"], bounds=None if group["signed"].any() else (0.0, 1.0)),
+            best.groupby(["setting", "task", "pattern"])
+            .apply(lambda group: pd.Series({"score": describe(group["score"], bounds=self.bounds("score")),
                                             "heads": ", ".join(f"{h}×{n}" for h, n in group["head"].value_counts().items())}),
                    include_groups=False)
             .reset_index()
         )  # fmt: skip
         path = bars_with_points(best, "score", col="pattern", row="task", ylabel="best head's score", path=data.figure_path("best"))
         return [
-            "Each run's highest-scoring head per pattern (scores in [0, 1], TransformerLens's mul convention, except for a "
-            "variant with signed weights (differential: w1 − λ w2), whose scores are unbounded and whose intervals unclipped; BOS and "
+            "Each run's highest-scoring head per pattern (scores in [0, 1], TransformerLens's mul convention on attention shares "
+            "|a| / Σ|a|, which for signed or gated weights is the share of the row's weight on the pattern; BOS and "
             "the current token excluded, on [BOS] + R + R probes of periods away from the task's fixed offsets). "
             f"Score: {INTERVAL_NOTE}; heads: which head was best, × the number of seeds where it was "
-            "(heads are not matched across seeds).",
+            "(heads are not matched across seeds). A score says where a head looks, not that the answer needs it: "
+            "the head ablations say that.",
             roles,
             Figure(path, "Best head's score per pattern: bar, mean over seeds with its 95% interval; dots, seeds."),
         ]

@@ -5,14 +5,24 @@ is evaluated on that length's test stream (at f = 1 this is the run's own test s
 
     accuracy(f) = correct predictions / scored positions,  on sequences of length f T
 
-with the task's chance level at that length beside it. A model that learned the rule rather than
+with the task's chance given the context at that length beside it (``Task.chance_given_context``:
+the best guess among the candidates the sequence shows). A model that learned the rule rather than
 the positions it saw keeps its accuracy as f grows; RoPE and learned positions often do not
 (Kazemnejad et al. 2023, arXiv:2305.19466; Press et al. 2022, arXiv:2108.12409).
+
+What is held fixed is the task's rule, not the answer's absolute position. A task whose answer
+lies at an offset tied to its length (fixed copy: half the length back, 16 at 32 tokens and 32 at
+64; induction's "repeat" layout) asks a different rule at another length, on which every model,
+the positional control and chance land together: the analysis declines it, since its fixed
+offsets (``Task.fixed_offsets``) change with the length. A task with an offset that does not
+(prev_token's 1) or none (variable copy, induction at random gaps, MQAR) is measured.
 """
 from __future__ import annotations
 
 from typing import Annotated
 
+
+from omegaconf import DictConfig
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
 from plugin.plotting import by_setting, save, seaborn
@@ -46,14 +56,28 @@ class LengthGeneralisation(Analysis):
             TASKS[config.task.name](**{**options, "seq_len": factor * config.task.seq_len})
 
     def applies(self, run: TrainedRun) -> str | None:
-        return f"task {run.task.name} has one fixed length" if run.task.fixed_length else None
+        if run.task.fixed_length:
+            return f"task {run.task.name} has one fixed length"
+        for factor in self.factors:
+            longer = run.make_task(seq_len=factor * run.task.seq_len)
+            if longer.fixed_offsets != run.task.fixed_offsets:
+                return (f"the answer's offset is tied to the length ({', '.join(map(str, run.task.fixed_offsets))} back at "
+                        f"{run.task.seq_len} tokens, {', '.join(map(str, longer.fixed_offsets))} at {longer.seq_len}): "
+                        "a longer sequence asks a different rule, not the same one further out")
+        return None
+
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        unit = Range(0, 1)
+        lengths = Range(1) if config is None else Range(config.task.seq_len, max(self.factors) * config.task.seq_len)
+        return {"factor": Range(1, 64), "length": lengths, "chance": unit, "loss": Range(0), "accuracy": unit, "exact_match": unit}
 
     def measure(self, run: TrainedRun) -> Measurement:
         rows = []
         for factor in self.factors:
             task = run.make_task(seq_len=factor * run.task.seq_len)
-            metrics = run.evaluate(run.test_set(task))
-            rows.append({"factor": factor, "length": task.seq_len, "chance": task.chance_accuracy,
+            test_set = run.test_set(task)
+            metrics = run.evaluate(test_set)
+            rows.append({"factor": factor, "length": task.seq_len, "chance": task.chance_given_context(test_set.to("cpu")),
                          **{key: metrics[key] for key in ("loss", "accuracy", "exact_match")}})  # fmt: skip
         return Measurement(rows)
 
@@ -74,11 +98,11 @@ class LengthGeneralisation(Analysis):
         figure = save(grid.figure, data.figure_path("accuracy"))
         table = (
             rows.assign(factor=rows["factor"].map("{}× training length".format))
-            .groupby(["setting", "task", "factor"])["accuracy"].agg(describe).unstack("factor").reset_index()
+            .groupby(["setting", "task", "factor"])["accuracy"].agg(describe, bounds=self.bounds("accuracy")).unstack("factor").reset_index()
         )
         return [
             Figure(figure, "Test accuracy at multiples of the training length, on each length's own test stream "
-                           "(line: mean over seeds; band: 95% interval; dotted: the task's chance level)."),
+                           "(line: mean over seeds; band: 95% interval; dotted: the task's chance given the context)."),
             f"Test accuracy, {INTERVAL_NOTE}:",
             table,
         ]

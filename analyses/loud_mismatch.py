@@ -15,9 +15,11 @@ import math
 
 import pandas as pd
 import torch
+from omegaconf import DictConfig
 
 import variants.triple as triple
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
+from plugin import Range
 from plugin.plotting import pyplot, save, seaborn
 
 MAGNITUDES = (1.0, 5.0, 10.0, 50.0, 100.0)  # the seed's
@@ -51,6 +53,11 @@ class LoudMismatch(Analysis):
         if not any(isinstance(layer, triple.TripleProductAttention) for layer in run.attention_layers):
             return "only the triple variant scores keys by a Gram determinant"
         return None
+
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        """-det Gram = -|q|^2 |r_perp|^2 |k_perp|^2 is never positive; q . k is LEAK for every loud key and 1/sqrt 2
+        for the match."""
+        return {"magnitude": Range(0, low_open=True), "dot_product": Range(LEAK, 1 / math.sqrt(2)), "gram_score": Range(high=0)}
 
     def measure(self, run: TrainedRun) -> Measurement:
         return Measurement(loud_mismatch_table().to_dict("records"))

@@ -14,16 +14,22 @@ offset of a head, as a number, is where that peak lies:
 
     offset = the mode over queries i (and sequences) of argmax_(j <= i) (R_i q_i) . (R_j k_j) - i
 
-with the share of queries whose peak is there, and the head's previous-token mass (mean
-attention on j = i - 1) to tell which head does the work. The matrices are averaged over
-``sequences`` test sequences cut to ``positions`` tokens. It applies to one-layer models whose
-variant uses RoPE (exposes its queries and keys before and after the rotation).
+with the share of queries whose peak is there, and the head's previous-token mass (mean share of
+attention on j = i - 1, on the shares |a_ij| / sum_j |a_ij|) to tell which head does the work: the
+head with the largest mass, where that mass is over one half, which uniform attention cannot reach.
+The matrices are averaged over ``sequences`` test sequences cut to ``positions`` tokens. It applies
+to one-layer models whose variant uses RoPE (exposes its queries and keys before and after the
+rotation), on at least MIN_POSITIONS = 8 positions: uniform attention over the keys j <= i puts
+1/(i + 1) on the previous token, a mean over queries i >= 1 of 0.42 at 3 positions (modular
+addition's "a b =", where every head read offset -1 and mass 0.5 whatever it learned) and 0.25 at
+8, so below 8 a previous-token head cannot be told from one that spreads evenly.
 """
 from __future__ import annotations
 
 from typing import Annotated
 
 import torch
+from omegaconf import DictConfig
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,6 +38,8 @@ from plugin.plotting import pyplot, save
 from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
 
+MIN_POSITIONS = 8
+WORKING_MASS = 0.5  # a head that does the work puts most of its attention on the previous token
 MATRICES = {
     "q_pre": "Q pre-rotary",
     "q_post": "Q post-rotary",
@@ -61,7 +69,16 @@ class QKOffset(Analysis):
         probe = torch.zeros(1, 2, run.model.embed.embedding_dim, device=run.device)
         if run.attention_layers[0].rotary_queries_and_keys(probe) is None:
             return "the variant does not use RoPE"
+        positions = min(self.positions, run.test_set(size=1).inputs.shape[1])
+        if positions < MIN_POSITIONS:
+            return (f"{positions} positions: below {MIN_POSITIONS}, uniform attention puts {uniform_previous_mass(positions):.2f} "
+                    "of its weight on the previous token, so a previous-token head cannot be told from an even spread")
         return None
+
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        positions = self.positions if config is None else min(self.positions, config.task.seq_len)
+        heads = Range(0) if config is None else Range(0, config.model.n_heads - 1)
+        return {"head_index": heads, "offset": Range(-(positions - 1), 0), "share": Range(0, 1), "previous_token_mass": Range(0, 1)}
 
     def measure(self, run: TrainedRun) -> Measurement:
         tokens = run.test_set(size=self.sequences).inputs[:, : self.positions]
@@ -78,7 +95,7 @@ class QKOffset(Analysis):
         length = tokens.shape[1]
         scores = (q_post @ k_post.transpose(-2, -1)).masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), float("-inf"))
         offsets = (scores.argmax(-1) - torch.arange(length))[..., 1:]  # (batch, heads, queries from 1)
-        weights = run.model.attention_patterns(tokens)[0].double().cpu()
+        weights = run.attention_shares(tokens)[0]
         previous_mass = weights.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
         rows = []
         for head in range(offsets.shape[1]):
@@ -90,18 +107,19 @@ class QKOffset(Analysis):
 
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows.assign(working=False)
-        working = rows.groupby("run")["previous_token_mass"].idxmax()
-        rows.loc[working, "working"] = True
+        largest = rows.loc[rows.groupby("run")["previous_token_mass"].idxmax()]
+        rows.loc[largest.index[largest["previous_token_mass"] > WORKING_MASS], "working"] = True
         table = (
             rows.groupby(["setting", "task", "head"])
-            .agg(offset=("offset", lambda o: ", ".join(str(v) for v in sorted(o))), share=("share", describe),
-                 previous_token_mass=("previous_token_mass", describe), working_in=("working", "sum"))
+            .agg(offset=("offset", lambda o: ", ".join(str(v) for v in sorted(o))), share=("share", lambda v: describe(v, bounds=self.bounds("share"))),
+                 previous_token_mass=("previous_token_mass", lambda v: describe(v, bounds=self.bounds("previous_token_mass"))), working_in=("working", "sum"))
             .reset_index()
         )  # fmt: skip
         blocks: list[Block] = [
             "Per head: the QK offset (where the post-rotary score q_i · k_j peaks, relative to i; one value per seed), the "
             f"share of queries peaking there and the head's previous-token attention mass ({INTERVAL_NOTE}); "
-            "working_in counts the seeds where the head had the largest previous-token mass.",
+            f"working_in counts the seeds where the head had the largest previous-token mass and it was over {WORKING_MASS} "
+            f"(uniform attention reaches at most {uniform_previous_mass(MIN_POSITIONS):.2f} on the {MIN_POSITIONS} positions or more this needs).",
             table,
         ]
         for run, title, path in data.examples():
@@ -111,6 +129,11 @@ class QKOffset(Analysis):
                 blocks.append(Figure(path, f"{title}: pairwise cosine similarity across positions 1…T−1, one row per head "
                                            "(the seed's five heatmaps; the last stacks Q above K)."))  # fmt: skip
         return blocks
+
+
+def uniform_previous_mass(positions: int) -> float:
+    """The mean over queries i = 1 .. positions - 1 of uniform causal attention's weight on j = i - 1, 1/(i + 1)."""
+    return sum(1 / (i + 1) for i in range(1, positions)) / (positions - 1)
 
 
 def similarity_figure(tensors: dict[str, Tensor], title: str, path):

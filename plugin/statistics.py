@@ -95,6 +95,16 @@ def describe(values: Iterable[float], digits: int = 3, bounds: tuple[float, floa
     return f"{result.mean:.{digits}f} [{result.low:.{digits}f}, {result.high:.{digits}f}] (n={result.n})"
 
 
+def describe_count(values: Iterable[float]) -> str:
+    """A count over seeds as its median and range, '4 [2–8] (n=3)': a t-interval would run below a
+    count's floor (a count of 4.3 [−1.4, 10.1])."""
+    finite = pd.Series(list(values), dtype=float).dropna()
+    if finite.empty:
+        return "—"
+    median = f"{finite.median():g}"
+    return f"{median} (n=1)" if len(finite) == 1 else f"{median} [{finite.min():g}–{finite.max():g}] (n={len(finite)})"
+
+
 @dataclass
 class Comparison:
     """The rule's verdict on a - b: difference of the means, the test's two-sided p-value, the seeds

@@ -62,6 +62,16 @@ def test_a_run_still_improving_doubles_its_budget_up_to_the_stated_maximum_and_t
     assert budget.status == "still improving" and budget.decay_start == 240 and budget.steps == 300
 
 
+def test_a_run_that_already_solves_its_task_on_validation_is_not_extended():
+    falling = [{**point, "validation_accuracy": 0.96} for point in curve(*[4.0 * 0.9**i for i in range(9)])]
+    budget = Budget(schedule(), solved_at=0.95)
+    budget.judge(80, falling)
+    assert (budget.steps, budget.extensions, budget.status, budget.decay_start) == (100, 0, "still improving", 80)
+    budget = Budget(schedule(), solved_at=0.97)
+    budget.judge(80, falling)
+    assert (budget.steps, budget.extensions) == (200, 1), "below solved_at, a run still improving is extended"
+
+
 def test_cosine_is_judged_at_its_last_step_and_the_drop_is_measured_over_the_window():
     budget = Budget(schedule(schedule="cosine", max_extension=1))
     budget.judge(80, curve(4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1))
@@ -179,7 +189,8 @@ def test_a_job_writes_a_complete_result_and_stops_early_on_validation(make_confi
     assert saved["environment"]["versions"]["torch"] == metadata.version("torch")
     assert len(saved["config_hash"]) == 16 and set(saved["code"]) == {"core", "variants", "tasks"}
     assert {row["slice"] for row in saved["test_slices"]} == {"length", "index"}
-    assert (tmp_path / "model.safetensors").exists() and saved["analyses"]["length_generalisation"] == "completed"
+    assert (tmp_path / "model.safetensors").exists() and saved["analyses"]["head_scores"] == "completed"
+    assert saved["analyses"]["length_generalisation"] == "not_applicable", "fixed copy's answer offset is tied to its length"
     assert not list(tmp_path.rglob(".*.tmp"))
 
 

@@ -13,6 +13,9 @@ validation loss fell by no more than ``plateau_drop`` of itself over the last ``
 steps) or "still improving". Under the warmup-stable-decay schedule the status is decided where
 the decay would begin; a run still improving there has its budget doubled, up to
 ``max_extension`` times ``steps``, so that a run is cut short only at a stated maximum and says so.
+A run whose validation accuracy already stands at its task's ``solved_at`` is not extended: more
+steps cannot change a verdict that it solves the task, and on a 2-core machine its steps are the
+ones a run that does not yet solve it needs.
 
 Loss and accuracy count only scored positions (targets != IGNORE_INDEX).
 """
@@ -83,12 +86,14 @@ class Budget:
     cosine: warm-up, then cosine decay to min_lr_ratio at train.steps; the budget is fixed.
     wsd: warm-up, a constant rate, and a linear decay to min_lr_ratio over the last decay_fraction
     of the budget. At the last evaluation before the decay's start the run is judged: still
-    improving, with room below max_extension x steps, doubles its budget (the rate stays constant); otherwise
-    the decay begins there and the run's status is what the judgement found."""
+    improving, with room below max_extension x steps and below its task's solved_at on validation,
+    doubles its budget (the rate stays constant); otherwise the decay begins there and the run's
+    status is what the judgement found."""
 
-    def __init__(self, train: DictConfig, steps: int | None = None) -> None:
+    def __init__(self, train: DictConfig, steps: int | None = None, solved_at: float = 1.0) -> None:
         self.train = train
         self.steps = train.steps if steps is None else steps  # 0: an evaluation-only run
+        self.solved_at = solved_at
         self.most = self.steps * train.max_extension
         self.decay_start: int | None = None
         self.extensions = 0
@@ -120,7 +125,8 @@ class Budget:
             return
         self.loss_drop = loss_drop(curve, train.plateau_window)
         still_improving = self.loss_drop > train.plateau_drop
-        if still_improving and self.steps < self.most:
+        solved = curve[-1].get("validation_accuracy", 0.0) >= self.solved_at
+        if still_improving and not solved and self.steps < self.most:
             self.steps = min(2 * self.steps, self.most)
             self.extensions += 1
             return
@@ -279,7 +285,7 @@ def train(model: nn.Module, task: Task, train: DictConfig, seed: int, device: to
     held_out = {split: task.evaluation_set(split, size, stream(seed, split)).to(device) for split in SPLITS}
     train_set = task.train_set()
     train_set = train_set.to(device) if train_set is not None else None
-    budget = Budget(train, steps)
+    budget = Budget(train, steps, task.solved_at)
     optimizer, scheduler = make_optimizer(model, train, budget)
     # compiled for the training steps only: evaluation's batches have other shapes, each a recompilation
     step_model = torch.compile(model) if train.compile else model
