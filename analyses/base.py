@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from plugin import Range, register
 from tasks import Batch, Task
+from variants import VARIANTS
 
 ANALYSES: dict[str, type[Analysis]] = {}
 
@@ -110,6 +111,18 @@ class SectionData:
     runs: pd.DataFrame  # the selected runs, one row each (identity, metrics, flattened config)
     figure_dir: Path
     tensors: Callable[[str], dict[str, Tensor]]  # a run's saved tensors, by run id
+    # another analysis's rows of the selected runs, by its name (empty where it has none): a section
+    # that names a mechanism reads the ablations that test it
+    rows_of: Callable[[str], pd.DataFrame] = lambda name: pd.DataFrame()
+    selected: pd.DataFrame = field(default_factory=pd.DataFrame)  # every run the report selected, with its metrics
+
+    def control_accuracy(self) -> dict[str, float]:
+        """The positional control's mean test accuracy per task, among the report's selected runs."""
+        runs = self.selected
+        if runs.empty or "test_accuracy" not in runs:
+            return {}
+        controls = runs[runs["variant"].map(lambda name: getattr(VARIANTS.get(name), "is_control", False))]
+        return controls.groupby("task")["test_accuracy"].mean().to_dict()
 
     def figure_path(self, stem: str) -> Path:
         return self.figure_dir / f"{self.name}_{stem}.png"

@@ -10,10 +10,24 @@ head a (layer l) and a later head b (layer l' > l), with L = W_V^a W_O^a what a 
     K-composition: R = W_K^b (W_Q^b)^T       a's output feeds b's keys
     V-composition: R = W_V^b W_O^b           a's output feeds b's values
 
-A score means something only against chance: the baseline is C of random matrices of the same
-shapes, L = A B^T and R = C D^T with A, B, C, D uniform in (d_model, d_head) (ARENA draws a few
-hundred such pairs); the report gives its mean and standard deviation. A head that writes
-nothing (||L|| = 0) has no score (null).
+A score means something only against what trained weights give without composing. A pair of
+random matrices is no such null: trained weights are low-rank and share the run's embedding
+directions, so any two heads of a trained run score well above random ones (standard on fixed
+copy, which needs no composition, scored 0.54, twice standard on induction). The null is built
+from trained models, at report time, from the circuits each run saves:
+
+    across seeds   the best pair's score with the earlier head from one run and the later head from
+                   another run of the same setting and task (every ordered pair of runs): trained
+                   weights of the same shapes, spectra and training, whose heads never composed
+    no-composition the best pair's score within runs of the same setting on a task that the
+                   positional control solves, which position alone answers
+
+and the report places each run's best pair in it: the share of the null at or above it, and the
+seeds where it lies above the null's 95th percentile. A run "composes mainly by X-composition"
+only where, in most seeds (80%), its best X pair lies above that percentile and removing that pair
+halves accuracy while removing as many other pairs does not (analyses/ablation.py), where its X
+and the other modes' intervals do not overlap, and where the positional control does not solve
+the task. A head that writes nothing (||L|| = 0) has no score (null).
 
 Rotary: with RoPE the bilinear form between query i and key j is W_Q R_(j-i) W_K^T, so W_Q W_K^T
 is only its position-free part (relative offset 0); a head that matches through slow rotary
@@ -23,16 +37,20 @@ its per-head matrices (a bilinear score of the stream).
 """
 from __future__ import annotations
 
-from typing import Annotated
+import itertools
 
+import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 
+from analyses.ablation import MOST, claim_tests
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from plugin.plotting import pyplot, save
-from plugin.statistics import INTERVAL_NOTE, describe
 from plugin import Range
+from plugin.plotting import pyplot, save
+from plugin.statistics import INTERVAL_NOTE, describe, interval
+from tasks import TASKS
 
 MODES = ("K", "Q", "V")
 
@@ -50,23 +68,10 @@ def circuits(matrices) -> dict[str, Tensor]:
     return {"Q": qk, "K": qk.transpose(-2, -1), "V": ov, "OV": ov}
 
 
-def random_baseline(d_model: int, left_dim: int, right_dim: int, samples: int, generator: torch.Generator) -> tuple[float, float]:
-    """Mean and standard deviation of the score of random low-rank pairs of the given shapes."""
-    def low_rank(width: int) -> Tensor:
-        factors = torch.rand(2, samples, d_model, width, generator=generator, dtype=torch.float64) * 2 - 1
-        return factors[0] @ factors[1].transpose(-2, -1)
-
-    scores = composition_scores(low_rank(left_dim), low_rank(right_dim))
-    return scores.mean().item(), scores.std().item()
-
-
 class Composition(Analysis):
     name = "composition"
     title = "Composition scores"
     report_order = 50
-
-    def __init__(self, *, baseline_samples: Annotated[int, Range(10, 10000)] = 300) -> None:
-        self.baseline_samples = baseline_samples
 
     def applies(self, run: TrainedRun) -> str | None:
         if len(run.attention_layers) < 2:
@@ -75,76 +80,156 @@ class Composition(Analysis):
             return "the variant's scores are not a bilinear form of the stream (no per-head W_Q, W_K, W_V, W_O)"
         return None
 
+    def ranges(self, config: DictConfig | None = None) -> dict[str, Range]:
+        """||L R||_F <= ||L||_F ||R||_F (the Frobenius norm is submultiplicative): scores lie in [0, 1]."""
+        layers = Range(0) if config is None else Range(0, config.model.n_layers - 1)
+        return {"score": Range(0, 1), "left_layer": layers, "right_layer": layers}
+
     def measure(self, run: TrainedRun) -> Measurement:
-        generator = run.stream(f"analysis/{self.name}")
         per_layer = [layer.head_matrices() for layer in run.attention_layers]
         layer_circuits = [{mode: circuit.double().cpu() for mode, circuit in circuits(m).items()} for m in per_layer]
-        d_model = per_layer[0].W_Q.shape[1]
-        baselines: dict[tuple[int, int], tuple[float, float]] = {}
         rows = []
         for left_layer, left in enumerate(layer_circuits):
             for right_layer in range(left_layer + 1, len(layer_circuits)):
-                shapes = (per_layer[left_layer].W_V.shape[-1], per_layer[right_layer].W_Q.shape[-1])
-                if shapes not in baselines:
-                    baselines[shapes] = random_baseline(d_model, *shapes, self.baseline_samples, generator)
-                mean, std = baselines[shapes]
                 for mode in MODES:
                     scores = composition_scores(left["OV"][:, None], layer_circuits[right_layer][mode][None])
                     for (a, b), score in zip(torch.cartesian_prod(torch.arange(scores.shape[0]), torch.arange(scores.shape[1])).tolist(), scores.flatten().tolist()):
                         rows.append({"mode": mode, "left": f"L{left_layer}H{a}", "right": f"L{right_layer}H{b}", "left_layer": left_layer,
-                                     "right_layer": right_layer, "score": score, "baseline_mean": mean, "baseline_std": std})  # fmt: skip
-        return Measurement(rows)
+                                     "right_layer": right_layer, "score": score})  # fmt: skip
+        # the circuits, for the null across seeds that the report builds
+        tensors = {f"{name}_{layer}": circuit[name].float() for layer, circuit in enumerate(layer_circuits) for name in ("OV", "Q")}
+        return Measurement(rows, tensors)
 
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows.dropna(subset=["score"])
         best = rows.loc[rows.groupby(["run", "mode"])["score"].idxmax()]
-        best = best.assign(sigmas=(best["score"] - best["baseline_mean"]) / best["baseline_std"], pair=best["left"] + "→" + best["right"])
+        best = best.assign(pair=best["left"] + "→" + best["right"])
+        null = trained_null(best, data)
+        best = best.merge(null, on=["setting", "task", "mode"], how="left")
+        best = best.assign(null_share=[share_at_or_above(samples, score) for samples, score in zip(best["samples"], best["score"])],
+                           above=[above_percentile(samples, score) for samples, score in zip(best["samples"], best["score"])])  # fmt: skip
         table = (
             best.groupby(["setting", "task", "mode"])
-            .agg(best_pair=("score", describe), baseline=("baseline_mean", "mean"), baseline_std=("baseline_std", "mean"),
-                 sigmas_above=("sigmas", "mean"), pairs=("pair", lambda p: ", ".join(f"{pair}×{n}" for pair, n in p.value_counts().items())))
+            .apply(lambda group: pd.Series({
+                "best_pair": describe(group["score"], bounds=self.bounds("score")),
+                "null": null_text(group["samples"].iloc[0]),
+                "share_of_null_at_or_above": describe(group["null_share"], bounds=(0.0, 1.0)),
+                "above_null_95th": f"{int(group['above'].sum())}/{len(group)}",
+                "pairs": ", ".join(f"{pair}×{n}" for pair, n in group["pair"].value_counts().items()),
+            }), include_groups=False)
             .reset_index()
-            .round({"baseline": 3, "baseline_std": 3, "sigmas_above": 1})
         )  # fmt: skip
         blocks: list[Block] = [
             "Each run's highest-scoring pair of heads (earlier layer → later layer) per mode, "
-            f"{INTERVAL_NOTE}, against the random baseline of the same shapes (mean, standard deviation) and how many "
-            "of its standard deviations the best pair lies above it. Pairs: the best pair, × the seeds where it was.",
+            f"{INTERVAL_NOTE}, placed in the null from trained weights (module docstring: the best pair across seeds of the "
+            "same setting and task, and within runs of the same setting on tasks the positional control solves): the null's "
+            "median [5th–95th percentile] (number of samples), the share of it at or above each run's best pair, and the "
+            "seeds whose best pair lies above its 95th percentile. Pairs: the best pair, × the seeds where it was.",
             table,
-            *verdicts(table),
+            *claims(best, table, data),
         ]
         for run, title, path in data.examples():
             run_rows = rows[(rows["run"] == run.run) & (rows["left_layer"] == 0) & (rows["right_layer"] == 1)]
             if len(run_rows):
                 heatmaps(run_rows, title, path)
-                blocks.append(Figure(path, f"{title}: layer-0 × layer-1 composition scores per mode (the colour scale's midpoint is the random baseline)."))
+                blocks.append(Figure(path, f"{title}: layer-0 × layer-1 composition scores per mode."))
         return blocks
 
 
-def verdicts(table: pd.DataFrame) -> list[str]:
-    """One sentence per setting x task: the mode whose best pair stands furthest above its baseline."""
+def best_scores(left: dict[str, Tensor], right: dict[str, Tensor]) -> dict[str, float]:
+    """The best score per mode with the earlier head's OV circuit from `left` and the later head's
+    circuits from `right` (tensors saved by measure: OV_l and Q_l = W_Q W_K^T per layer l)."""
+    layers = sorted(int(key.split("_")[1]) for key in left if key.startswith("OV_"))
+    best = {}
+    for mode in MODES:
+        scores = [composition_scores(left[f"OV_{a}"].double()[:, None], right_circuit(right, mode, b)[None]).max().item()
+                  for a in layers for b in layers if b > a]  # fmt: skip
+        best[mode] = max(scores) if scores else float("nan")
+    return best
+
+
+def right_circuit(tensors: dict[str, Tensor], mode: str, layer: int) -> Tensor:
+    circuit = {"Q": tensors[f"Q_{layer}"], "K": tensors[f"Q_{layer}"].transpose(-2, -1), "V": tensors[f"OV_{layer}"]}[mode]
+    return circuit.double()
+
+
+def trained_null(best: pd.DataFrame, data: SectionData) -> pd.DataFrame:
+    """Per setting x task x mode, the null's samples (module docstring): best pairs across the
+    setting's seeds, and within its runs on tasks the positional control solves."""
+    solved_by_control = {task for task, accuracy in data.control_accuracy().items() if accuracy >= getattr(TASKS.get(task), "solved_at", 1.0)}
+    runs = best.drop_duplicates("run")[["run", "setting", "task"]]
+    tensors = {run: data.tensors(run) for run in runs["run"]}
+    rows = []
+    for (setting, task), group in runs.groupby(["setting", "task"]):
+        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for left, right in itertools.permutations(group["run"], 2):
+            if tensors[left] and tensors[right]:
+                for mode, score in best_scores(tensors[left], tensors[right]).items():
+                    samples[mode].append(score)
+        positional = best[(best["setting"] == setting) & best["task"].isin(solved_by_control)]
+        for mode in MODES:
+            samples[mode] += positional.loc[positional["mode"] == mode, "score"].tolist()
+            rows.append({"setting": setting, "task": task, "mode": mode, "samples": samples[mode]})
+    return pd.DataFrame(rows, columns=["setting", "task", "mode", "samples"])
+
+
+def share_at_or_above(samples: list[float], score: float) -> float:
+    return float(np.mean(np.asarray(samples) >= score)) if samples else float("nan")
+
+
+def above_percentile(samples: list[float], score: float) -> bool:
+    return bool(samples) and score > float(np.quantile(samples, 0.95))
+
+
+def null_text(samples: list[float]) -> str:
+    if not samples:
+        return "— (no other seed saved its circuits)"
+    low, median, high = np.quantile(samples, [0.05, 0.5, 0.95])
+    return f"{median:.3f} [{low:.3f}–{high:.3f}] ({len(samples)})"
+
+
+def claims(best: pd.DataFrame, table: pd.DataFrame, data: SectionData) -> list[str]:
+    """One sentence per setting x task: the mode it composes by, where the module docstring's tests
+    all pass, or why no composition is claimed."""
+    tests = claim_tests(data.rows_of("ablation"), data.rows_of)
+    pair_tests = tests[tests["role"] == "K-composition pair"] if not tests.empty else tests
+    controls = data.control_accuracy()
     sentences = []
-    for (setting, task), group in table.groupby(["setting", "task"]):
-        top = group.loc[group["sigmas_above"].idxmax()]
-        others = "; ".join(f"{row.mode}: {row.best_pair}" for row in group.itertuples() if row.mode != top["mode"])
-        sentences.append(
-            f"{setting} on {task} composes mainly by {top['mode']}-composition: best pair {top['best_pair']}, "
-            f"{top['sigmas_above']:.1f} baseline standard deviations above the baseline {top['baseline']:.3f} ({others})."
-        )
+    for (setting, task), group in best.groupby(["setting", "task"]):
+        seeds = group["run"].nunique()
+        above = group.groupby("mode")["above"].mean()
+        top = above.idxmax()
+        intervals = {mode: interval(values, bounds=(0.0, 1.0)) for mode, values in group.groupby("mode")["score"]}
+        separated = all(intervals[top].low > intervals[mode].high for mode in intervals if mode != top)
+        needed = pair_tests[(pair_tests["setting"] == setting) & (pair_tests["task"] == task)] if not pair_tests.empty else pair_tests
+        control = controls.get(task)
+        if control is not None and control >= getattr(TASKS.get(task), "solved_at", 1.0):
+            reason = f"the positional control solves {task} ({control:.3f}), so it needs no composition"
+        elif above[top] < MOST:
+            reason = f"no mode's best pair lies above the trained-weights null in {MOST:.0%} of the seeds (best: {top}, {above[top]:.0%})"
+        elif not separated:
+            reason = f"{top}'s interval overlaps another mode's"
+        elif top != "K":
+            reason = f"its {top}-composition pair is not tested by ablation (only the K pair is)"
+        elif needed.empty or needed["needed"].mean() < MOST:
+            reason = "ablating its best K pair does not halve accuracy while as many other pairs leave it, in most seeds"
+        else:
+            sentences.append(f"{setting} on {task} composes mainly by K-composition: its best K pair lies above the trained-weights "
+                             f"null in {above['K']:.0%} of {seeds} seeds, apart from the Q and V intervals, and removing it takes "
+                             f"accuracy from {needed['intact'].mean():.3f} to {needed['ablated'].mean():.3f} "
+                             f"(as many other pairs: {needed['others'].mean():.3f}).")  # fmt: skip
+            continue
+        sentences.append(f"{setting} on {task}: no composition claim: {reason}.")
     return sentences
 
 
 def heatmaps(rows: pd.DataFrame, title: str, path):
     plt = pyplot()
     figure, axes = plt.subplots(1, len(MODES), figsize=(3.6 * len(MODES), 3.2), squeeze=False, constrained_layout=True)
-    baseline = rows["baseline_mean"].iloc[0]
-    from matplotlib.colors import TwoSlopeNorm  # loaded with the figure, not the module
-
-    norm = TwoSlopeNorm(vmin=0, vcenter=baseline, vmax=max(rows["score"].max(), 2 * baseline))
     image = None
     for axis, mode in zip(axes[0], MODES):
         grid = rows[rows["mode"] == mode].pivot(index="left", columns="right", values="score")
-        image = axis.imshow(grid.to_numpy(dtype=float), cmap="RdBu_r", norm=norm, interpolation="nearest")
+        image = axis.imshow(grid.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=90, fontsize=8)
         axis.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
         axis.set_title(f"{mode}-composition", fontsize=10)

@@ -37,11 +37,15 @@ class AnalysisSections(ReportSection):
             return []
         selected, job_dirs = data.selection.selected, data.results.job_dirs
         sections = []
+
+        def rows_of(name: str) -> pd.DataFrame:
+            return with_identity(data.results.analyses.get(name, pd.DataFrame()), selected)
+
         for name, analysis in sorted(ANALYSES.items(), key=lambda item: (item[1].report_order, item[0])):
-            rows = with_identity(data.results.analyses.get(name, pd.DataFrame()), selected)
+            rows = rows_of(name)
             if rows.empty:
                 continue
             runs = selected[selected["run"].isin(rows["run"])]
-            section = SectionData(name, rows, runs, data.figure_dir, lambda run, name=name: readable_tensors(job_dirs.get(run), name))
+            section = SectionData(name, rows, runs, data.figure_dir, lambda run, name=name: readable_tensors(job_dirs.get(run), name), rows_of, selected)
             sections.append((analysis.title, analysis().section(section)))
         return sections
