@@ -11,15 +11,19 @@ nothing about the sequence at hand:
 
 accuracy(S) is the test accuracy with every head in S ablated at once, on ``sequences`` sequences
 of the run's test set. The analysis measures the intact model, every head alone, and every pair
-of heads in different layers (8 and 16 at the default 2 layers x 4 heads). A claim that a run
-uses a head, or a pair of heads (a composition path), is then held against what could refute it:
+of heads (8 and 28 at the default 2 layers x 4 heads). A claim that a run uses a head, or a pair
+of heads (a composition path, or two heads sharing one job), is then held against what could
+refute it:
 
     needed(S)  =  accuracy(S) < accuracy(intact) / 2          (ablating S halves accuracy or worse)
     specific(S) = mean accuracy over the other sets of |S| heads >= accuracy(intact) / 2
 
 and the report names a mechanism only where both hold in most seeds (the verdicts' MOST, 80%).
-The heads under test are those other analyses name: the head scores' best previous-token and
-induction heads, and the composition scores' best pair. Accuracy and loss keep their ranges,
+The heads under test are those other analyses name, chosen before any ablation is read: the
+previous-token and the induction heads, each the head with the run's best head score for that
+pattern together with any other head scoring at least half as much (at most the two best: a
+trained model often spreads one job over two heads, which one head's ablation would not show),
+and the composition scores' best K pair. Accuracy and loss keep their ranges,
 [0, 1] and >= 0. It applies to variants whose layers write through an output projection ``out``
 (an nn.Linear over the heads' concatenated outputs), which every shipped variant has.
 """
@@ -40,10 +44,11 @@ from plugin import Range
 from plugin.statistics import INTERVAL_NOTE, describe
 
 MOST = 0.8  # the share of seeds in which a claim must hold, as for a verdict
+SHARED_JOB = 2  # the most heads named for one pattern: every pair of heads is measured, no larger set
 # what the other analyses name, and where: (analysis, how to read the named heads of one run)
 NAMED = {
-    "previous-token head": ("head_scores", "previous_token"),
-    "induction head": ("head_scores", "induction"),
+    "previous-token head(s)": ("head_scores", "previous_token"),
+    "induction head(s)": ("head_scores", "induction"),
     "K-composition pair": ("composition", "K"),
 }
 
@@ -106,7 +111,7 @@ class Ablation(Analysis):
     title = "Head ablations: which heads the answer needs"
     report_order = 55
 
-    def __init__(self, *, sequences: Annotated[int, Range(8, 4096)] = 256) -> None:
+    def __init__(self, *, sequences: Annotated[int, Range(8, 4096)] = 128) -> None:
         self.sequences = sequences
 
     def applies(self, run: TrainedRun) -> str | None:
@@ -125,7 +130,7 @@ class Ablation(Analysis):
         batch = run.test_set(size=self.sequences)
         means = mean_outputs(run.model, layers, batch.inputs)
         heads = [(layer, head) for layer, module in enumerate(layers) for head in range(module.n_heads)]
-        sets = [()] + [(head,) for head in heads] + [pair for pair in itertools.combinations(heads, 2) if pair[0][0] != pair[1][0]]
+        sets = [()] + [(head,) for head in heads] + list(itertools.combinations(heads, 2))
         rows = []
         for chosen in sets:
             with ablated(layers, set(chosen), means):
@@ -162,15 +167,19 @@ class Ablation(Analysis):
 
 
 def named_heads(rows_of, role: str) -> pd.DataFrame:
-    """(run, heads) of the heads another analysis names for `role` in each run: its best-scoring head or pair."""
+    """(run, heads) of the heads another analysis names for `role` in each run (module docstring)."""
     source, which = NAMED[role]
     rows = rows_of(source)
     if rows.empty:
         return pd.DataFrame(columns=["run", "heads"])
     if source == "head_scores":
         rows = rows[rows["pattern"] == which].dropna(subset=["score"])
-        best = rows.loc[rows.groupby("run")["score"].idxmax()]
-        return pd.DataFrame({"run": best["run"], "heads": best["head"]})
+        named = {}
+        for run, group in rows.groupby("run"):
+            ranked = group.sort_values(["score", "layer", "head_index"], ascending=[False, True, True]).head(SHARED_JOB)
+            kept = ranked[ranked["score"] >= ranked["score"].iloc[0] / 2]
+            named[run] = "+".join(sorted(kept["head"], key=lambda head: (int(head[1:].split("H")[0]), int(head.split("H")[1]))))
+        return pd.DataFrame({"run": list(named), "heads": list(named.values())})
     rows = rows[rows["mode"] == which].dropna(subset=["score"])
     best = rows.loc[rows.groupby("run")["score"].idxmax()]
     return pd.DataFrame({"run": best["run"], "heads": best["left"] + "+" + best["right"]})

@@ -112,7 +112,8 @@ class Composition(Analysis):
             best.groupby(["setting", "task", "mode"])
             .apply(lambda group: pd.Series({
                 "best_pair": describe(group["score"], bounds=self.bounds("score")),
-                "null": null_text(group["samples"].iloc[0]),
+                "null_across_seeds": null_text(group["across_seeds"].iloc[0]),
+                "null_no_composition_task": null_text(group["no_composition"].iloc[0]),
                 "share_of_null_at_or_above": describe(group["null_share"], bounds=(0.0, 1.0)),
                 "above_null_95th": f"{int(group['above'].sum())}/{len(group)}",
                 "pairs": ", ".join(f"{pair}×{n}" for pair, n in group["pair"].value_counts().items()),
@@ -121,10 +122,11 @@ class Composition(Analysis):
         )  # fmt: skip
         blocks: list[Block] = [
             "Each run's highest-scoring pair of heads (earlier layer → later layer) per mode, "
-            f"{INTERVAL_NOTE}, placed in the null from trained weights (module docstring: the best pair across seeds of the "
-            "same setting and task, and within runs of the same setting on tasks the positional control solves): the null's "
-            "median [5th–95th percentile] (number of samples), the share of it at or above each run's best pair, and the "
-            "seeds whose best pair lies above its 95th percentile. Pairs: the best pair, × the seeds where it was.",
+            f"{INTERVAL_NOTE}, placed in two nulls from trained weights (module docstring): the best pair with its heads from two "
+            "different seeds of the same setting and task, and the best pair within runs of the same setting on a task the "
+            "positional control solves (— where the report has none); each as median [5th–95th percentile] (samples). "
+            "share_of_null_at_or_above: the share of both nulls together at or above each run's best pair; above_null_95th: "
+            "the seeds whose best pair lies above the 95th percentile of both together. Pairs: the best pair, × the seeds.",
             table,
             *claims(best, table, data),
         ]
@@ -142,9 +144,11 @@ def best_scores(left: dict[str, Tensor], right: dict[str, Tensor]) -> dict[str, 
     layers = sorted(int(key.split("_")[1]) for key in left if key.startswith("OV_"))
     best = {}
     for mode in MODES:
-        scores = [composition_scores(left[f"OV_{a}"].double()[:, None], right_circuit(right, mode, b)[None]).max().item()
+        scores = [composition_scores(left[f"OV_{a}"].double()[:, None], right_circuit(right, mode, b)[None]).flatten()
                   for a in layers for b in layers if b > a]  # fmt: skip
-        best[mode] = max(scores) if scores else float("nan")
+        scored = torch.cat(scores) if scores else torch.zeros(0)
+        scored = scored[~scored.isnan()]  # a head that writes nothing has no score
+        best[mode] = scored.max().item() if len(scored) else float("nan")
     return best
 
 
@@ -161,16 +165,18 @@ def trained_null(best: pd.DataFrame, data: SectionData) -> pd.DataFrame:
     tensors = {run: data.tensors(run) for run in runs["run"]}
     rows = []
     for (setting, task), group in runs.groupby(["setting", "task"]):
-        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        across: dict[str, list[float]] = {mode: [] for mode in MODES}
         for left, right in itertools.permutations(group["run"], 2):
             if tensors[left] and tensors[right]:
                 for mode, score in best_scores(tensors[left], tensors[right]).items():
-                    samples[mode].append(score)
-        positional = best[(best["setting"] == setting) & best["task"].isin(solved_by_control)]
+                    if not np.isnan(score):
+                        across[mode].append(score)
+        no_composition = best[(best["setting"] == setting) & best["task"].isin(solved_by_control)]
         for mode in MODES:
-            samples[mode] += positional.loc[positional["mode"] == mode, "score"].tolist()
-            rows.append({"setting": setting, "task": task, "mode": mode, "samples": samples[mode]})
-    return pd.DataFrame(rows, columns=["setting", "task", "mode", "samples"])
+            within = no_composition.loc[no_composition["mode"] == mode, "score"].dropna().tolist()
+            rows.append({"setting": setting, "task": task, "mode": mode, "across_seeds": across[mode], "no_composition": within,
+                         "samples": across[mode] + within})  # fmt: skip
+    return pd.DataFrame(rows, columns=["setting", "task", "mode", "across_seeds", "no_composition", "samples"])
 
 
 def share_at_or_above(samples: list[float], score: float) -> float:
@@ -183,7 +189,7 @@ def above_percentile(samples: list[float], score: float) -> bool:
 
 def null_text(samples: list[float]) -> str:
     if not samples:
-        return "— (no other seed saved its circuits)"
+        return "—"
     low, median, high = np.quantile(samples, [0.05, 0.5, 0.95])
     return f"{median:.3f} [{low:.3f}–{high:.3f}] ({len(samples)})"
 

@@ -27,7 +27,12 @@ def recorded_config(record: dict) -> DictConfig:
     """A run's recorded config over today's defaults for its variant and task (so that analyses
     registered since the run get their default options)."""
     defaults = compose_config([f"variant={record['variant']}", f"task={record['task']}"])
-    return OmegaConf.merge(defaults, record["config"])
+    recorded = dict(record["config"])
+    # analysis options are not part of a job's identity: one that today's analysis no longer has (a
+    # removed option, a removed analysis) is dropped, and today's defaults apply
+    recorded["analysis"] = {name: {key: value for key, value in options.items() if key in defaults.analysis[name]}
+                            for name, options in recorded.get("analysis", {}).items() if name in defaults.analysis}  # fmt: skip
+    return OmegaConf.merge(defaults, recorded)
 
 
 def analyze_run(job_dir: Path, names: list[str]) -> dict[str, str] | str:

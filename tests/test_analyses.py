@@ -102,3 +102,9 @@ def test_bench_analyze_refuses_an_unknown_analysis(sweep, capsys):
     with pytest.raises(SystemExit) as refused:
         analyze([str(sweep), "analysis=head_score"])
     assert refused.value.code == 2 and "unknown analysis 'head_score'; allowed: " in capsys.readouterr().err
+
+
+def test_the_qk_offset_declines_a_context_where_uniform_attention_looks_like_a_previous_token_head(sweep):
+    declined, measured = outputs(sweep, "qk_offset")["modular_addition"], outputs(sweep, "qk_offset")["one_layer"]
+    assert declined["status"] == "not_applicable" and "uniform attention puts 0.42" in declined["reason"], declined
+    assert measured["status"] == "completed", "prev_token's context tells a previous-token head from an even spread"

@@ -116,6 +116,23 @@ def report(tmp_path_factory):
 
 def test_constructed_variants_are_references_and_the_verdicts_are_drawn(report):
     text = report.read_text()
-    assert "| handcoded_induction (constructed) | 0.450 reference (constructed) |" in text
-    assert "| positional (control)              | 1.000 solves (all seeds)" in text
+    cells = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]] for line in text.splitlines()
+             if line.startswith("| ") and "(" in line.split("|")[1]}  # fmt: skip
+    assert cells["handcoded_induction (constructed)"] == ["1,000", "0.450 reference (constructed)"], "parameters, then the cell"
+    assert cells["positional (control)"] == ["1,000", "1.000 solves (all seeds)"]
     assert (report.parent / "figures" / "verdicts.png").stat().st_size > 10_000
+
+
+def test_one_model_under_two_names_is_flagged_and_not_ranked_twice():
+    import pandas as pd
+
+    from bench.report.verdicts import identical_models, pairwise
+
+    def runs(model, accuracies, steps=(500, 600)):
+        return [{"model": model, "role": "model", "task": "copy", "point": "", "seed": seed, "test_accuracy": accuracy,
+                 "test_loss": 1 - accuracy, "steps_run": step, "steps_to_target": None} for seed, (accuracy, step) in enumerate(zip(accuracies, steps))]  # fmt: skip
+
+    points = pd.DataFrame(runs("standard", [0.9, 0.8]) + runs("sliding_window", [0.9, 0.8]) + runs("sigmoid", [0.9, 0.8], steps=(500, 700)))
+    assert identical_models(points) == ["sliding_window = standard on copy"], "same numbers but other steps: another model"
+    pairs = {(row.first, row.second) for row in pairwise(points).itertuples()}
+    assert {("standard", "sliding_window"), ("sliding_window", "standard")}.isdisjoint(pairs) and len(pairs) == 2

@@ -287,8 +287,8 @@ def test_variants_are_ranked_only_at_the_same_difficulty_point_and_each_gets_whe
     text = ladder_report.read_text().split("## Overview")[0]
     # at the chosen lr 0.001: standard 1.0/0.99, 0.98/0.97, 0.9/0.89; weak 0.9/0.89, 0.5/0.49, 0.1/0.09
     verdicts = text.split("## Verdicts")[1].split("## ")[0]
-    assert "| variant   | induction max_segment=4         | induction max_segment=8         | induction max_segment=16        |" in verdicts
-    assert "| standard  | 0.995 solves (all seeds)        | 0.975 solves (all seeds)        | 0.895 not established (untuned) |" in verdicts
+    assert "| variant   |   parameters | induction max_segment=4         | induction max_segment=8         | induction max_segment=16        |" in verdicts
+    assert "| standard  |        1,000 | 0.995 solves (all seeds)        | 0.975 solves (all seeds)        | 0.895 not established (untuned) |" in verdicts
     pairs = ladder_report.read_text().split("## Appendix: pairwise comparisons")[1]
     assert "max_segment=4 vs" not in text and "standard max_segment" not in text, "no race across difficulty points"
     assert "| induction | max_segment=16 | standard | weak     | test accuracy |" in pairs

@@ -281,7 +281,20 @@ def code_fingerprint(unit: CodeUnit) -> str:
     module = unit if isinstance(unit, ModuleType) else sys.modules[unit.__module__]
     if getattr(module, "__file__", None) is None or not Path(module.__file__).exists():
         return ""
-    source = Path(module.__file__).read_text()
+    status = Path(module.__file__).stat()
+    key = (module.__file__, status.st_mtime_ns, status.st_size, None if isinstance(unit, ModuleType) else unit.__name__)
+    if key not in FINGERPRINTS:
+        FINGERPRINTS[key] = parsed_fingerprint(Path(module.__file__).read_text(), unit)
+    return FINGERPRINTS[key]
+
+
+# A fingerprint by (file, its modification time and size, function): every job and analysis hashes the
+# same files, and parsing them each time made hashing most of a small job's bookkeeping.
+FINGERPRINTS: dict[tuple, str] = {}
+
+
+def parsed_fingerprint(source: str, unit: CodeUnit) -> str:
+    """code_fingerprint of `unit` from its file's text."""
     try:
         tree = ast.parse(source)
     except SyntaxError:

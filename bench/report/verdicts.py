@@ -135,8 +135,33 @@ def verdict_table(points: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
             rows.append({"model": model, "role": runs["role"].iloc[0], "task": task, "point": point, "verdict": label, "reason": reason,
                          "test_accuracy": runs["test_accuracy"].mean(), "seeds": len(runs) + diverged, "chance": run_chance(runs).mean(),
                          "control_accuracy": control["test_accuracy"].mean() if control is not None else math.nan,
-                         "steps": runs["budget_steps"].max() if "budget_steps" in runs else math.nan})  # fmt: skip
+                         "steps": runs["budget_steps"].max() if "budget_steps" in runs else math.nan,
+                         "parameters": runs["n_params"].median() if "n_params" in runs else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+# What two runs of one seed must share to be the same model: every test number and the steps they ran.
+SAME_RUN_COLUMNS = ("test_accuracy", "test_loss", "steps_run")
+
+
+def same_runs(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two models' runs are one computation under two names: the same seeds (two or more),
+    each with the same test numbers and steps (sliding_window with a window as long as the context is
+    standard)."""
+    columns = [column for column in SAME_RUN_COLUMNS if column in a and column in b]
+    if len(a) < 2 or set(a["seed"]) != set(b["seed"]) or a["seed"].duplicated().any() or not columns:
+        return False
+    return a.set_index("seed")[columns].sort_index().equals(b.set_index("seed")[columns].sort_index())
+
+
+def identical_models(points: pd.DataFrame) -> list[str]:
+    """'sliding_window = standard on copy' for every pair of models whose runs at a task and point are the same."""
+    found = []
+    for (task, point), at_point in points.groupby(["task", "point"], sort=False):
+        for first, second in combinations(sorted(at_point["model"].unique()), 2):
+            if same_runs(at_point[at_point["model"] == first], at_point[at_point["model"] == second]):
+                found.append(f"{first} = {second} on {f'{task} {point}'.strip()}")
+    return found
 
 
 def pairwise(points: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +173,8 @@ def pairwise(points: pd.DataFrame) -> pd.DataFrame:
         means = at_point.groupby("model")["test_accuracy"].mean().sort_values(ascending=False)
         for first, second in combinations(means.index, 2):
             a, b = at_point[at_point["model"] == first], at_point[at_point["model"] == second]
+            if same_runs(a, b):  # one model under two names (a window as long as the context): not ranked twice
+                continue
             at_ceiling = a["steps_to_target"].notna().all() and b["steps_to_target"].notna().all()
             measure = "steps_to_target" if at_ceiling else "test_accuracy"
             result = paired_compare(a, b, measure)

@@ -7,7 +7,7 @@ import pandas as pd
 from analyses import Block, Figure
 from bench.report.protocol import swept_axes
 from bench.report.sections.base import ReportData, ReportSection
-from bench.report.verdicts import MOST, SOLVED, VERDICTS
+from bench.report.verdicts import MOST, SOLVED, VERDICTS, identical_models
 from plugin.plotting import pyplot, save, seaborn
 from plugin.statistics import ALPHA
 
@@ -44,6 +44,7 @@ class Verdicts(ReportSection):
         cells = table.assign(cell=table["test_accuracy"].map("{:.3f}".format) + " " + table["verdict"] + " (" + table["reason"] + ")")
         grid = cells.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=columns).fillna("—")
         grid.columns.name, grid.index.name = None, "variant"
+        grid.insert(0, "parameters", parameter_counts(table).reindex(rows).fillna("—"))
         return [
             f"{len(runs)} runs, at most {runs['seed'].nunique()} seeds per cell, each at the learning rate chosen on validation; "
             "every number is mean test accuracy. Solves: at least "
@@ -57,7 +58,43 @@ class Verdicts(ReportSection):
             "difference the test cannot resolve (vs control); or a record without the chance test's counts.",
             Figure(heatmap(table, data.figure_dir / "verdicts.png"), "Verdict per variant and task, with its mean test accuracy."),
             grid.reset_index(),
+            *parameter_differences(table),
+            *identical(data.points),
         ]
+
+
+def identical(points: pd.DataFrame) -> list[str]:
+    same = identical_models(points)
+    return [f"The same model under two names (every seed's test numbers and steps equal), compared once: {'; '.join(same)}."] if same else []
+
+
+# Parameter counts further apart than this are named beside the verdicts: a comparison between them is
+# also one between model sizes.
+PARAMETER_GAP = 0.10
+REFERENCE = "standard"
+
+
+def parameter_counts(table: pd.DataFrame) -> pd.Series:
+    """Each row's parameter count, as a range where it differs between tasks (their vocabularies)."""
+    counts = table.dropna(subset=["parameters"]).groupby("row")["parameters"].agg(["min", "max"])
+    return counts.apply(lambda c: f"{int(c['min']):,}" if c["min"] == c["max"] else f"{int(c['min']):,}–{int(c['max']):,}", axis=1)
+
+
+def parameter_differences(table: pd.DataFrame) -> list[str]:
+    """A sentence naming the models whose parameter count differs from standard's at the same task by
+    more than PARAMETER_GAP (from the median model's where standard did not run)."""
+    gaps = []
+    for column, at_column in table.dropna(subset=["parameters"]).groupby("column", observed=True):
+        reference = at_column.loc[at_column["model"] == REFERENCE, "parameters"]
+        base = reference.iloc[0] if len(reference) else at_column["parameters"].median()
+        for row in at_column.itertuples():
+            if abs(row.parameters - base) > PARAMETER_GAP * base:
+                gaps.append(f"{row.row} {int(row.parameters):,} on {column}")
+    if not gaps:
+        return []
+    reference = REFERENCE if (table["model"] == REFERENCE).any() else "the median model"
+    return [f"Parameter counts more than {PARAMETER_GAP:.0%} from {reference}'s at the same task (a comparison with them is "
+            f"also one between model sizes): " + "; ".join(gaps) + "."]
 
 
 def row_order(table: pd.DataFrame) -> list[str]:
