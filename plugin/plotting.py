@@ -56,6 +56,25 @@ def variant_colour(name: str) -> str:
     return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 
 
+def setting_colours(pairs) -> dict[str, str]:
+    """Colours for labelled settings, from (label, variant) pairs: a variant's only setting in its
+    variant's colour; several settings of one variant (two learning rates, a step budget) in shades of
+    it from dark to light, in the labels' order, so that no two settings of a figure share a colour."""
+    by_variant: dict[str, list[str]] = {}
+    for label, variant in sorted(set(pairs)):
+        by_variant.setdefault(variant, []).append(label)
+    colours = {}
+    for variant, labels in by_variant.items():
+        if len(labels) == 1:
+            colours[labels[0]] = variant_colour(variant)
+            continue
+        hue, _, saturation = colorsys.rgb_to_hls(*(int(variant_colour(variant)[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+        for index, label in enumerate(labels):
+            red, green, blue = colorsys.hls_to_rgb(hue, 0.25 + 0.5 * index / (len(labels) - 1), saturation)
+            colours[label] = f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
+    return colours
+
+
 def palette(names) -> dict[str, str]:
     """Colours for the variant names of a figure's hue column."""
     return {name: variant_colour(name) for name in set(names)}
@@ -73,7 +92,7 @@ def by_setting(frame) -> dict:
     markers and dashes, so that a setting whose line lies on another's still shows."""
     settings = frame[["setting", "variant"]].drop_duplicates().sort_values("setting")
     order = list(settings["setting"])
-    colours = {row.setting: variant_colour(row.variant) for row in settings.itertuples()}
+    colours = setting_colours(settings.itertuples(index=False))
     return {"hue": "setting", "hue_order": order, "palette": colours, "style": "setting", "style_order": order}
 
 
@@ -83,7 +102,7 @@ def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: P
     plt, sns = pyplot(), seaborn()
     columns, rows = sorted(frame[col].unique()), sorted(frame[row].unique())
     order = sorted(frame["setting"].unique())
-    colours = {setting: variant_colour(variant) for setting, variant in frame[["setting", "variant"]].drop_duplicates().itertuples(index=False)}
+    colours = setting_colours(frame[["setting", "variant"]].itertuples(index=False))
     width = max(3.2, 0.55 * len(order) + 1.2)
     figure, axes = plt.subplots(len(rows), len(columns), figsize=(width * len(columns), 3.2 * len(rows)), squeeze=False, constrained_layout=True)
     for i, row_value in enumerate(rows):

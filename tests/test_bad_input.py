@@ -30,6 +30,8 @@ BAD_INPUTS = [
     (["~train.lr"], "'~train.lr' adds or deletes a config key"),
     (["+experiment=nope"], r"'\+experiment=nope': choose one with \+experiment=<name>; allowed: "),
     (["+debug=huge"], r"'\+debug=huge': choose one with \+debug=<name>; allowed: tiny"),
+    (["variant=nope", "model.learned_positions=true"], "variant nope is defined without a positional signal, and "
+     "model.learned_positions=true would give it one; allowed: model.learned_positions=false$"),
     # types
     (["train.steps=abc"], "could not be converted to Integer"),
     (["train.lr=fast"], "could not be converted to Float"),

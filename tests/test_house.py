@@ -197,6 +197,16 @@ def test_a_colour_is_a_function_of_the_name_alone():
     assert re.fullmatch(r"#[0-9a-f]{6}", variant_colour("a variant nobody has written yet"))
 
 
+
+def test_settings_of_one_variant_get_their_own_shades_and_a_sole_setting_its_variants_colour():
+    from plugin.plotting import setting_colours, variant_colour
+
+    colours = setting_colours([("standard lr 1e-3", "standard"), ("standard lr 3e-3", "standard"), ("standard lr 1e-2", "standard"),
+                               ("triple", "triple"), ("triple", "triple")])  # fmt: skip
+    assert colours["triple"] == variant_colour("triple") and len(colours) == 4
+    assert len({colours[f"standard lr {lr}"] for lr in ("1e-3", "3e-3", "1e-2")}) == 3, "no two settings share a colour"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("report", COMMITTED_REPORTS, ids=[path.name for path in COMMITTED_REPORTS])
 def test_every_section_with_its_figures_builds_from_every_committed_reports_tables(report, tmp_path):

@@ -215,12 +215,20 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
     assert runs["status"].tolist() == ["killed", "running", "running"], "alive, or on a machine this one cannot see: running"
 
 
-def test_steps_to_grok_is_the_first_step_from_which_test_accuracy_holds():
+def test_steps_to_grok_is_where_smoothed_test_accuracy_starts_to_hold_and_no_single_evaluation_moves_it():
     from bench.report.records import steps_to_grok
 
-    curve = [{"step": s, "test_accuracy": a} for s, a in ((0, 0.0), (100, 0.96), (200, 0.5), (300, 0.95), (400, 0.99))]
-    assert steps_to_grok(curve) == 300, "100 reached it but did not hold"
-    assert steps_to_grok(curve[:3]) is None and steps_to_grok([]) is None
+    def curve(accuracies):
+        return [{"step": 100 * i, "test_accuracy": a} for i, a in enumerate(accuracies)]
+
+    rising = [0.0, 0.01, 0.02, 0.3, 0.96, 0.97, 0.98, 0.99, 0.99, 0.99, 0.99]
+    assert steps_to_grok(curve(rising)) == 400
+    dip = rising[:8] + [0.71] + rising[9:]  # a full-batch Adam spike after grokking (the 0.987, 0.711, ...)
+    assert steps_to_grok(curve(dip)) == 400, "one evaluation knocked down does not move the step"
+    blip = [0.0, 0.96, 0.0, 0.01, 0.02, 0.3, 0.96, 0.97, 0.98, 0.99, 0.99, 0.99]  # one early evaluation up
+    assert steps_to_grok(curve(blip)) == 600, "one evaluation up does not count as grokked"
+    assert steps_to_grok(curve([0.0, 0.2, 0.5, 0.99, 0.4, 0.3])) is None, "it fell back: not grokked"
+    assert steps_to_grok(curve(rising[:4])) is None and steps_to_grok([]) is None
 
 
 def memorising_runs(early_stop: float | None) -> list[dict]:
@@ -229,7 +237,7 @@ def memorising_runs(early_stop: float | None) -> list[dict]:
         record = result("standard", "modular", seed, 0.99, train_set_size=3830)
         record["config"]["train"]["target_accuracy"] = early_stop
         record["curve"] = [{"step": s, "train_accuracy": min(1.0, s / 100), "test_accuracy": 0.99 if s >= late else 0.01,
-                            "train_loss": 1 / (s + 1), "test_loss": 0.1 if s >= late else 5.0} for s in range(0, 700, 100)]  # fmt: skip
+                            "train_loss": 1 / (s + 1), "test_loss": 0.1 if s >= late else 5.0} for s in range(0, 1000, 100)]  # fmt: skip
         records.append(record)
     return records
 
@@ -238,6 +246,7 @@ def test_a_finite_training_set_trained_past_memorising_gets_grokking_curves_and_
     text = write_report(write_results(tmp_path / "sweep", memorising_runs(early_stop=None)), tmp_path / "out").read_text()
     assert "train (dashed) and test (solid) accuracy and loss" in text and (tmp_path / "out" / "figures" / "grokking.png").exists()
     assert "| standard  | modular |             3830 | 400 [0, 1671] (n=2), grokked 2/2 |" in text
+    assert "no target set" in text and "(0/2)" not in text, "runs without a target are not said to have missed it"
 
 
 def test_a_finite_pool_with_an_early_stop_gets_no_grokking_table(tmp_path):
@@ -273,6 +282,20 @@ def test_accuracy_is_drawn_against_each_swept_difficulty_axis(ladder_report):
     assert "## Where each attention breaks" in text and "induction: test accuracy against max_segment" in text
     assert (ladder_report.parent / "figures" / "difficulty_induction_max_segment.png").exists()
     assert "## Leaderboard" not in text
+
+
+def test_axes_that_only_vary_together_get_no_figure_of_single_points_but_a_sentence(tmp_path):
+    records = []
+    for (p, fraction), accuracy in (((59, 0.5), 0.99), ((113, 0.3), 0.97)):
+        for seed in (0, 1):
+            record = result("standard", "modular_addition", seed, accuracy)
+            record["config"]["task"].update(p=p, vocab_size=p + 1, train_fraction=fraction)
+            record["config_hash"] += f"{p}"
+            records.append(record)
+    out = tmp_path / "out"
+    text = write_report(write_results(tmp_path / "sweep", records), out).read_text()
+    assert "modular_addition: p never varies with train_fraction held fixed (points: p=59 train_fraction=0.5; p=113 train_fraction=0.3)" in text
+    assert not list((out / "figures").glob("difficulty_*.png")), "one point per panel is no line"
 
 
 def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected_test_accuracy(tmp_path):

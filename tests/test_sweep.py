@@ -112,3 +112,22 @@ def test_a_tuning_sweep_on_parallel_workers_brackets_its_rate_reports_verdicts_a
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert again.returncode == 0, again.stderr
     assert (again.stdout + again.stderr).count("already completed") == len(records), "resumed: every job found done, none trained"
+
+
+def test_the_sweeps_time_left_counts_the_jobs_it_runs_at_once(tmp_path):
+    from omegaconf import OmegaConf
+
+    from bench.core.job import jobs_at_once, sweep_progress, threads_per_job
+    from bench.core.results import JOBS_FILE, RESULT_FILE
+
+    jobs = [f"seed={seed}" for seed in range(6)]
+    (tmp_path / JOBS_FILE).write_text(json.dumps(jobs))
+    for job in jobs[:2]:
+        (tmp_path / job).mkdir()
+        (tmp_path / job / RESULT_FILE).write_text(json.dumps({"status": "completed", "wall_time_s": 60}))
+    assert sweep_progress(tmp_path, 2) == "job 3 of 6; 2 finished, about 4 min left (60 s per finished job)"
+    assert sweep_progress(tmp_path, 2, at_once=2) == "job 3 of 6; 2 finished, about 2 min left (60 s per finished job, 2 at once)"
+    joblib = OmegaConf.create({"n_jobs": 2})
+    assert jobs_at_once(joblib) == 2 and jobs_at_once(OmegaConf.create({"n_jobs": -1})) == (os.cpu_count() or 1)
+    assert threads_per_job(joblib) == max(1, (os.cpu_count() or 1) // 2)
+    assert jobs_at_once(OmegaConf.create({"array_parallelism": 4, "cpus_per_task": 2})) == 4

@@ -18,6 +18,9 @@ from variants.dot_product import DotProductAttention
 
 class NoPEAttention(DotProductAttention):
     name = "nope"
+    # Learned position embeddings would hand it the very signal it is defined without, and the run
+    # would be NoPE in name only: the config check refuses model.learned_positions=true for it.
+    positional_signal = False
 
     def reference(self, x: Tensor) -> Tensor:
         """The equations above, naively in float64: no rotation."""

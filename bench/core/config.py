@@ -331,6 +331,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.train.max_extension > 1 and cfg.train.schedule != "wsd":
         raise ConfigError(f"train.max_extension={cfg.train.max_extension} extends a budget, which only train.schedule=wsd can "
                           "(a cosine schedule has already decayed at train.steps); allowed: train.max_extension=1, or train.schedule=wsd")  # fmt: skip
+    if cfg.model.learned_positions and not getattr(variants.VARIANTS[cfg.variant.name], "positional_signal", True):
+        raise ConfigError(f"variant {cfg.variant.name} is defined without a positional signal, and model.learned_positions=true "
+                          "would give it one; allowed: model.learned_positions=false")  # fmt: skip
     if cfg.task.seq_len > cfg.model.max_seq_len:
         raise ConfigError(
             f"task.seq_len={cfg.task.seq_len} exceeds the model's context model.max_seq_len="

@@ -203,20 +203,27 @@ def refresh_analyses(cfg: DictConfig, output_dir: Path, record: dict[str, Any]) 
         log.exception("could not bring the analyses of %s up to date", output_dir)
 
 
+def jobs_at_once(launcher: DictConfig) -> int:
+    """How many jobs the launcher runs at once: joblib's n_jobs (-1: every core), submitit's
+    array_parallelism, else one."""
+    if launcher.get("array_parallelism"):
+        return launcher.array_parallelism
+    n_jobs = launcher.get("n_jobs") or 1
+    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
+
+
 def threads_per_job(launcher: DictConfig) -> int:
     """This machine's cores shared among the jobs the launcher runs at once, so that parallel
-    jobs do not oversubscribe them: joblib runs n_jobs at once, submitit gives cpus_per_task."""
-    cores = os.cpu_count() or 1
+    jobs do not oversubscribe them; submitit gives each job its cpus_per_task."""
     if launcher.get("cpus_per_task"):
         return launcher.cpus_per_task
-    n_jobs = launcher.get("n_jobs") or 1
-    parallel = n_jobs if n_jobs > 0 else cores + 1 + n_jobs  # joblib: -1 means every core
-    return max(1, cores // max(1, parallel))
+    return max(1, (os.cpu_count() or 1) // jobs_at_once(launcher))
 
 
-def sweep_progress(sweep_dir: Path, job_number: int) -> str:
-    """'job 4 of 18; 3 finished, about 6 min left (22 s per finished job)', from the jobs the sweep
-    recorded when it started (jobs.json) and the results already in its directory."""
+def sweep_progress(sweep_dir: Path, job_number: int, at_once: int = 1) -> str:
+    """'job 4 of 18; 3 finished, about 6 min left (22 s per finished job, 2 at once)', from the jobs
+    the sweep has recorded so far (jobs.json: a tuning sweep adds its later rounds as it reaches
+    them) and the results already in its directory."""
     try:
         expected = json.loads((sweep_dir / JOBS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
@@ -226,7 +233,8 @@ def sweep_progress(sweep_dir: Path, job_number: int) -> str:
     text = f"job {job_number + 1} of {len(expected)}; {len(finished)} finished"
     if times:
         mean = sum(times) / len(times)
-        text += f", about {duration((len(expected) - len(finished)) * mean)} left ({duration(mean)} per finished job)"
+        left = duration((len(expected) - len(finished)) * mean / at_once)
+        text += f", about {left} left ({duration(mean)} per finished job{f', {at_once} at once' if at_once > 1 else ''})"
     return text
 
 
@@ -291,7 +299,7 @@ def hydra_app(cfg: DictConfig) -> dict[str, Any]:
     if not in_launching_process:
         end_with_parent()
     if not single_run:
-        log.info("%s: %s on %s, seed %s", sweep_progress(output_dir.parent, hydra_config.job.num), cfg.variant.name, cfg.task.name, cfg.seed)
+        log.info("%s: %s on %s, seed %s", sweep_progress(output_dir.parent, hydra_config.job.num, jobs_at_once(hydra_config.launcher)), cfg.variant.name, cfg.task.name, cfg.seed)
     record = run(
         cfg,
         output_dir,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plugin.plotting import REFERENCE_COLOUR, by_setting, save, seaborn, variant_colour
+from plugin.plotting import REFERENCE_COLOUR, by_setting, save, seaborn, setting_colours, variant_colour
 from plugin.statistics import seed_band
 
 
@@ -57,7 +57,7 @@ def grokking_curves(curves: pd.DataFrame, path: Path) -> Path:
     settings = data[["setting", "variant"]].drop_duplicates()
     grid = sns.relplot(
         data=data, x="step", y="value", hue="setting", style="split", dashes={"train": (4, 2), "test": ""}, row="metric", col="task",
-        kind="line", errorbar=("pi", 100), palette={r.setting: variant_colour(r.variant) for r in settings.itertuples()},
+        kind="line", errorbar=("pi", 100), palette=setting_colours(settings.itertuples(index=False)),
         facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.4,
     )  # fmt: skip
     for (metric, _), axis in grid.axes_dict.items():

@@ -19,8 +19,11 @@ from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
-# Test accuracy a run must reach and keep to the end of its curve to count as grokked.
+# Test accuracy a run must reach and keep to the end of its curve to count as grokked, read through a
+# centred running median over GROKKING_WINDOW evaluations: full-batch Adam can knock a grokked run
+# down for an evaluation or two (0.987, 0.711, 0.99 ...), which says nothing about when it grokked.
 GROKKED = 0.95
+GROKKING_WINDOW = 5
 # Columns every runs table has, so that a sweep of failed runs alone still makes a report.
 EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss", "test_accuracy", "test_loss",
                     "test_exact_match", "steps_to_target", "chance_accuracy", "n_params", "trained", "control", "finished_at",
@@ -185,15 +188,16 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def steps_to_grok(curve: Any, threshold: float = GROKKED) -> int | None:
-    """The first evaluation step from which test accuracy stays >= threshold to the end of the curve."""
-    points = [p for p in curve or [] if isinstance(p, dict) and isinstance(p.get("test_accuracy"), (int, float))]
-    grokked = None
-    for point in reversed(points):
-        if point["test_accuracy"] < threshold:
-            break
-        grokked = point.get("step")
-    return grokked
+def steps_to_grok(curve: Any, threshold: float = GROKKED, window: int = GROKKING_WINDOW) -> int | None:
+    """The first evaluation step from which test accuracy, as a centred running median over `window`
+    evaluations, stays >= threshold to the end of the curve (so that no one evaluation, up nor down,
+    sets it); None if it never does."""
+    points = pd.DataFrame([p for p in curve or [] if isinstance(p, dict) and isinstance(p.get("test_accuracy"), (int, float))],
+                          columns=["step", "test_accuracy"])  # fmt: skip
+    smoothed = points["test_accuracy"].rolling(window, center=True, min_periods=1).median()
+    below = (smoothed < threshold).to_numpy().nonzero()[0]
+    first = below[-1] + 1 if len(below) else 0
+    return int(points["step"].iloc[first]) if first < len(points) else None
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from analyses import Block, Figure
 from bench.report.protocol import model_label, point_labels
 from bench.report.sections.base import ReportData, ReportSection
-from plugin.plotting import save, seaborn, variant_colour
+from plugin.plotting import save, seaborn, setting_colours
 from plugin.statistics import seed_band
 
 
@@ -23,17 +23,25 @@ class Difficulty(ReportSection):
         return [figure for task, axes in data.axes.items() for figure in task_figures(data, task, axes)]
 
 
-def task_figures(data: ReportData, task: str, axes: list[str]) -> list[Figure]:
-    """One figure per difficulty axis of the task: accuracy along it, a panel per point of the others."""
+def task_figures(data: ReportData, task: str, axes: list[str]) -> list[Block]:
+    """One figure per difficulty axis of the task: accuracy along it, a panel per point of the others.
+    An axis that never varies with the others held fixed (p and train fraction changed together) has
+    no line to draw, and a figure of single points would read as a trend: it is named instead."""
     sns, selection, figure_dir = seaborn(), data.selection, data.figure_dir
-    blocks: list[Figure] = []
+    blocks: list[Block] = []
     runs = selection.selected[selection.selected["task"] == task]
     runs = runs.assign(model=model_label(runs, selection, axes))
-    colours = {model: variant_colour(variant) for model, variant in runs[["model", "variant"]].drop_duplicates().itertuples(index=False)}
+    colours = setting_colours(runs[["model", "variant"]].itertuples(index=False))
     for axis in axes:
         others = [other for other in axes if other != axis]
         labels = point_labels(runs, others) if others else task
         panel = runs.assign(panel=labels).sort_values(others or axis)
+        if panel.groupby("panel")[axis].nunique().max() < 2:
+            points = "; ".join(point_labels(runs[axes].drop_duplicates().sort_values(axes), axes))
+            held = ", ".join(other.removeprefix("task.") for other in others)
+            blocks.append(f"{task}: {axis.removeprefix('task.')} never varies with {held} held fixed (points: {points}), "
+                          "so no figure is drawn along it; the summary lists each point.")  # fmt: skip
+            continue
         grid = sns.relplot(
             data=panel, x=axis, y="test_accuracy", hue="model", style="model", palette=colours,
             col="panel", col_order=list(panel["panel"].unique()),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from analyses import Block, Figure
 from bench.report import figures
-from bench.report.records import GROKKED
+from bench.report.records import GROKKED, GROKKING_WINDOW
 from bench.report.sections.base import ReportData, ReportSection
 from plugin.statistics import INTERVAL_NOTE, describe
 
@@ -43,7 +43,8 @@ class Grokking(ReportSection):
             Figure(figures.grokking_curves(curves, data.figure_dir / "grokking.png"),
                    "Runs trained past memorising a finite training set: train (dashed) and test (solid) accuracy and loss "
                    "against training step, log scales (line: mean over seeds; band: min–max)."),  # fmt: skip
-            f"Steps to grok: the first evaluation step from which test accuracy stays at {GROKKED} or more to the end of the run, "
-            f"{INTERVAL_NOTE} over the seeds that grokked; grokked: how many did.",
+            f"Steps to grok: the first evaluation step from which test accuracy, as a centred running median over "
+            f"{GROKKING_WINDOW} evaluations (so that no single evaluation, up or down, sets it), stays at {GROKKED} or more "
+            f"to the end of the run; {INTERVAL_NOTE} over the seeds that grokked; grokked: how many did.",
             grokked,
         ]

@@ -12,10 +12,14 @@ from plugin.plotting import bars_with_points
 from plugin.statistics import INTERVAL_NOTE, describe
 
 
-def reached(values: pd.Series) -> str:
-    hits = values.dropna()
+def reached(runs: pd.DataFrame) -> str:
+    """'850 (4/5)': the median step over the seeds that reached the target (reached / seeds); 'no
+    target set' where the runs trained without one (train.target_accuracy null, as grokking's do)."""
+    if "train.target_accuracy" in runs and runs["train.target_accuracy"].isna().all():
+        return "no target set"
+    hits = runs["steps_to_target"].dropna()
     median = f"{hits.median():.0f}" if len(hits) else "—"
-    return f"{median} ({len(hits)}/{len(values)})"
+    return f"{median} ({len(hits)}/{len(runs)})"
 
 
 def budget_statuses(runs: pd.DataFrame) -> str:
@@ -46,14 +50,16 @@ class Summary(ReportSection):
         detail = (
             selected.groupby(["setting", "task"])
             .agg(test_accuracy=("test_accuracy", describe), exact_match=("test_exact_match", describe),
-                 validation_accuracy=("validation_accuracy", describe), steps_to_target=("steps_to_target", reached),
+                 validation_accuracy=("validation_accuracy", describe),
                  chance=("chance", "mean"), parameters=("n_params", "first"),
                  **{key: (key, "first") for key in selection.select_on})
             .reset_index()
             .round({"chance": 3})
         )  # fmt: skip
-        budgets = selected.groupby(["setting", "task"]).apply(budget_statuses, include_groups=False).rename("budget").reset_index()
-        detail = detail.merge(budgets, on=["setting", "task"])
+        per_group = selected.groupby(["setting", "task"])
+        ends = pd.concat([per_group.apply(reached, include_groups=False).rename("steps_to_target"),
+                          per_group.apply(budget_statuses, include_groups=False).rename("budget")], axis=1).reset_index()  # fmt: skip
+        detail = detail.merge(ends, on=["setting", "task"])
         figure = bars_with_points(selected.assign(metric="test accuracy"), "test_accuracy", col="task", row="metric",
                                   ylabel="test accuracy", path=data.figure_dir / "summary.png")  # fmt: skip
         blocks: list[Block] = [
