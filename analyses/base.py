@@ -169,5 +169,13 @@ class Analysis:
     def measure(self, run: TrainedRun) -> Measurement:
         raise NotImplementedError
 
+    def cross_run_rows(self, data: SectionData) -> list[dict[str, Any]]:
+        """Rows that relate a run to other runs (each names its "run"), for a section that compares runs
+        through their saved tensors: a report computes them where it has the tensors and saves them
+        with its tables (as analysis ``<name>.across``, read by ``data.rows_of``), so that a report
+        rebuilt from its tables, or standing as another's --baseline, has them without the tensors.
+        None by default."""
+        return []
+
     def section(self, data: SectionData) -> list[Block]:
         raise NotImplementedError

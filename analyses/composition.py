@@ -100,11 +100,27 @@ class Composition(Analysis):
         tensors = {f"{name}_{layer}": circuit[name].float() for layer, circuit in enumerate(layer_circuits) for name in ("OV", "Q")}
         return Measurement(rows, tensors)
 
+    def cross_run_rows(self, data: SectionData) -> list[dict]:
+        """Per ordered pair of runs of one setting and task (two seeds), the best score per mode with
+        the first run's OV circuits on the left and the other's circuits on the right ("other": its
+        config hash, which stays its name in any report); a run without tensors keeps the rows its
+        report saved."""
+        runs = data.runs[["run", "setting", "task", "config_hash"]]
+        tensors = {run: data.tensors(run) for run in runs["run"]}
+        saved = data.rows_of(f"{self.name}.across")
+        rows = [] if saved.empty else [row for row in saved[["run", "other", "mode", "score"]].to_dict("records") if not tensors.get(row["run"])]
+        for _, group in runs.groupby(["setting", "task"]):
+            for (left, _), (right, other) in itertools.permutations(zip(group["run"], group["config_hash"]), 2):
+                if tensors[left] and tensors[right]:
+                    rows += [{"run": left, "other": other, "mode": mode, "score": score}
+                             for mode, score in best_scores(tensors[left], tensors[right]).items() if not np.isnan(score)]  # fmt: skip
+        return rows
+
     def section(self, data: SectionData) -> list[Block]:
         rows = data.rows.dropna(subset=["score"])
         best = rows.loc[rows.groupby(["run", "mode"])["score"].idxmax()]
         best = best.assign(pair=best["left"] + "→" + best["right"])
-        null = trained_null(best, data)
+        null = trained_null(best, pd.DataFrame(self.cross_run_rows(data), columns=["run", "other", "mode", "score"]), data)
         best = best.merge(null, on=["setting", "task", "mode"], how="left")
         best = best.assign(null_share=[share_at_or_above(samples, score) for samples, score in zip(best["samples"], best["score"])],
                            above=[above_percentile(samples, score) for samples, score in zip(best["samples"], best["score"])])  # fmt: skip
@@ -157,25 +173,20 @@ def right_circuit(tensors: dict[str, Tensor], mode: str, layer: int) -> Tensor:
     return circuit.double()
 
 
-def trained_null(best: pd.DataFrame, data: SectionData) -> pd.DataFrame:
-    """Per setting x task x mode, the null's samples (module docstring): best pairs across the
-    setting's seeds, and within its runs on tasks the positional control solves."""
+def trained_null(best: pd.DataFrame, across: pd.DataFrame, data: SectionData) -> pd.DataFrame:
+    """Per setting x task x mode, the null's samples (module docstring): the best pairs across the
+    setting's seeds (`across`, Composition.cross_run_rows), and within its runs on tasks the
+    positional control solves."""
     solved_by_control = {task for task, accuracy in data.control_accuracy().items() if accuracy >= getattr(TASKS.get(task), "solved_at", 1.0)}
     runs = best.drop_duplicates("run")[["run", "setting", "task"]]
-    tensors = {run: data.tensors(run) for run in runs["run"]}
     rows = []
     for (setting, task), group in runs.groupby(["setting", "task"]):
-        across: dict[str, list[float]] = {mode: [] for mode in MODES}
-        for left, right in itertools.permutations(group["run"], 2):
-            if tensors[left] and tensors[right]:
-                for mode, score in best_scores(tensors[left], tensors[right]).items():
-                    if not np.isnan(score):
-                        across[mode].append(score)
+        pairs = across[across["run"].isin(group["run"])] if len(across) else across
         no_composition = best[(best["setting"] == setting) & best["task"].isin(solved_by_control)]
         for mode in MODES:
+            seeds = pairs.loc[pairs["mode"] == mode, "score"].dropna().tolist() if len(pairs) else []
             within = no_composition.loc[no_composition["mode"] == mode, "score"].dropna().tolist()
-            rows.append({"setting": setting, "task": task, "mode": mode, "across_seeds": across[mode], "no_composition": within,
-                         "samples": across[mode] + within})  # fmt: skip
+            rows.append({"setting": setting, "task": task, "mode": mode, "across_seeds": seeds, "no_composition": within, "samples": seeds + within})
     return pd.DataFrame(rows, columns=["setting", "task", "mode", "across_seeds", "no_composition", "samples"])
 
 

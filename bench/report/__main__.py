@@ -1,10 +1,11 @@
-"""`python -m bench.report <sweep_dir> [<sweep_dir> ...] [--out DIR] [--speed FILE]`."""
+"""`python -m bench.report <sweep_dir> [<sweep_dir> ...] [--out DIR] [--speed FILE] [--baseline REPORT]`."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from bench.report.build import UnsafeOutput, write_report
+from bench.report.records import TABLES, BaselineMismatch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,6 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="sweep directories (result.json files below each)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <sweep_dir>/report; required for several sweeps)")
     parser.add_argument("--speed", type=Path, default=None, help="a speed-suite JSON for the speed section (default: <sweep_dir>/speed.json if there is one)")
+    parser.add_argument("--baseline", default=None, metavar="REPORT",
+                        help="a committed report (a directory, or a name under ./reports, e.g. zoo) whose runs stand beside the sweep's, "
+                             "not re-trained; refused where its task, model, training or code differ")  # fmt: skip
     args = parser.parse_args(argv)
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
@@ -23,9 +27,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("several sweeps make one report: name its directory with --out")
     if args.speed is not None and not args.speed.is_file():
         parser.error(f"no speed file at {args.speed}")
+    baseline = None
+    if args.baseline is not None:
+        baseline = next((d for d in (Path(args.baseline), Path("reports") / args.baseline) if (d / f"{TABLES[0]}.parquet").is_file()), None)
+        if baseline is None:
+            parser.error(f"--baseline {args.baseline}: no report there; allowed: a report directory (with {TABLES[0]}.parquet) or a name under ./reports")
     try:
-        report = write_report(args.sweep_dirs, args.out, args.speed)
-    except UnsafeOutput as error:
+        report = write_report(args.sweep_dirs, args.out, args.speed, baseline)
+    except (UnsafeOutput, BaselineMismatch) as error:
         parser.error(str(error))
     print(f"report: {report}\n        {report.with_name('report.html')}")
 

@@ -22,9 +22,10 @@ import pandas as pd
 
 from bench.core.results import process_alive
 from bench.report.protocol import select_runs
-from bench.report.records import Results, load_results
+from bench.report.records import Results, load_results, with_baseline
 from bench.report.render import Section, html_page, markdown
 from bench.report.sections import SECTIONS, ReportData
+from bench.report.sections.analyses import cross_run_tables
 from plugin.statistics import describe
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ def check_output(out_dir: Path, sweep_dirs: list[Path]) -> None:
         raise UnsafeOutput(f"--out {out_dir} holds files that no report wrote ({entries[0].name}, ...); name a new directory or an earlier report's")
 
 
-def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, speed_file: Path | None = None) -> Path:
-    """Write the tables, figures, report.md and report.html for the sweeps; returns report.md.
+def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, speed_file: Path | None = None,
+                 baseline: Path | None = None) -> Path:
+    """Write the tables, figures, report.md and report.html for the sweeps (beside the runs of the
+    committed report `baseline`, if given: bench.report.records.with_baseline); returns report.md.
 
     The report is built in a temporary directory beside out_dir and swapped in whole, so a report
     killed while it is written leaves the previous one intact and no half-written files. out_dir is
@@ -110,9 +113,13 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
     try:
         (staging / REPORT_MARK).write_text("written by python -m bench.report; a later report may replace this directory\n")
         results = load_results(*sweep_dirs)
+        if baseline is not None:
+            results = with_baseline(results, baseline)
+        data = ReportData(results, sweep_dirs, staging / "figures", speed_file)
+        results.analyses.update(cross_run_tables(data))
         write_tables(results, staging)
-        sections = build_sections(ReportData(results, sweep_dirs, staging / "figures", speed_file))
-        title = "Sweep " + " + ".join(d.resolve().name for d in sweep_dirs)
+        sections = build_sections(data)
+        title = "Sweep " + " + ".join(d.resolve().name for d in sweep_dirs) + (f", beside the baseline {Path(baseline).name}" if baseline else "")
         (staging / "report.html").write_text(html_page(title, sections))
         (staging / "report.md").write_text(markdown(title, sections, staging))
         swap_in(staging, out_dir)

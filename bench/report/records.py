@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.config import RUN_CONTROL_KEYS
 from bench.core.measure import stored_rows
 from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_json, read_result, record_problem
 
@@ -30,6 +31,8 @@ EXPECTED_COLUMNS = ["run", *RUN_COLUMNS, "validation_accuracy", "validation_loss
                     "config_hash", "error", "train.lr", "train_set_size", "steps_to_grok", "chance_given_context", "budget_status",
                     "budget_steps", "test_scored"]  # fmt: skip
 DEFAULT_PROTOCOL = {"select_on": ["train.lr"], "score": "none"}
+# The parts of a run's code identity (bench.core.results.code_identity), each a column code_<part>.
+CODE_PARTS = ("core", "tasks", "variants")
 # The tables a report saves beside itself (report_dir/<stem>.parquet), from which it can be rebuilt.
 TABLES = ("results", "curves", "slices")
 
@@ -179,6 +182,8 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     for key in ("git_commit", "git_dirty", "command", "machine"):
         row[key] = environment.get(key)
     row["versions"] = ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items()) if isinstance(environment.get("versions"), dict) else None
+    code = record.get("code") if isinstance(record.get("code"), dict) else {}
+    row.update({f"code_{part}": code.get(part) for part in CODE_PARTS})  # what --baseline compares (baseline_conflicts)
     row["started_at"] = record.get("started_at")
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
     row.update(flatten(config))
@@ -244,3 +249,68 @@ def missing_jobs(results: Results, sweep_dirs: list[Path]) -> dict[Path, tuple[i
         shared = {job for job in expected if (Path(sweep_dir) / job / RESULT_FILE).exists()}  # counted once under another run
         missing[sweep_dir] = (len(expected), sorted(prefix + job for job in expected if prefix + job not in present and job not in shared))
     return missing
+
+
+def with_baseline(results: Results, baseline_dir: Path) -> Results:
+    """results beside the runs of a committed report (its saved tables, run ids prefixed with its
+    directory's name): a new variant's runs compared against shipped ones without re-training them.
+    Raises BaselineMismatch where the two were not made under the same definitions."""
+    baseline = load_tables(baseline_dir)
+    prefix = f"{Path(baseline_dir).name}/"
+    conflicts = baseline_conflicts(baseline.runs, results.runs)
+    if conflicts:
+        raise BaselineMismatch(f"--baseline {baseline_dir} was made under other definitions than these runs: {'; '.join(conflicts)}")
+    own = set(results.runs["run"])
+    if any(prefix + run in own for run in baseline.runs["run"]):
+        raise BaselineMismatch(f"--baseline {baseline_dir}: its run names clash with the sweep's; name the sweep's directory otherwise")
+
+    def prefixed(table: pd.DataFrame) -> pd.DataFrame:
+        return table.assign(run=prefix + table["run"].astype(str)) if "run" in table else table
+
+    runs = latest_per_config(pd.concat([results.runs, prefixed(baseline.runs)], ignore_index=True))
+    return Results(
+        runs, pd.concat([results.curves, prefixed(baseline.curves)], ignore_index=True),
+        pd.concat([results.slices, prefixed(baseline.slices)], ignore_index=True),
+        {name: pd.concat([results.analyses.get(name, pd.DataFrame()), prefixed(baseline.analyses.get(name, pd.DataFrame()))], ignore_index=True)
+         for name in {*results.analyses, *baseline.analyses}},
+        results.job_dirs, results.records,
+    )  # fmt: skip
+
+
+class BaselineMismatch(ValueError):
+    """A --baseline report whose runs were made under other definitions than the sweep's."""
+
+
+# What must be equal for runs to stand beside a baseline's: the model, the training protocol (but the
+# keys a sweep tunes or varies), the task's definition at each task, and the code that makes the numbers
+# (but the variant's own). Seeds, variant options and run-control keys may differ.
+COMPARED_PREFIXES = ("model.", "train.", "task.")
+MAY_DIFFER = {"train.lr", "train.weight_decay", *RUN_CONTROL_KEYS}
+
+
+def baseline_conflicts(baseline: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """Per task the two share, each definition whose values differ: 'model.d_model is 128 here, 64 in
+    the baseline'; also a task the baseline does not have. Empty when the runs may stand beside it."""
+    completed = runs[runs["status"] == "completed"]
+    shipped = baseline[baseline["status"] == "completed"]
+    conflicts = []
+    for task, own in completed.groupby("task"):
+        theirs = shipped[shipped["task"] == task]
+        if theirs.empty:
+            conflicts.append(f"task {task} is not in the baseline (it has {', '.join(sorted(shipped['task'].unique()))})")
+            continue
+        columns = [c for c in own.columns if c.startswith(COMPARED_PREFIXES) and c not in MAY_DIFFER and c in theirs]
+        columns += [f"code_{part}" for part in CODE_PARTS if part != "variants"]
+        for column in columns:
+            here, there = values_of(own, column), values_of(theirs, column)
+            if here - there:
+                conflicts.append(f"{task}: {column} is {', '.join(sorted(here - there))} here, {', '.join(sorted(there)) or 'unrecorded'} in the baseline")
+    return conflicts
+
+
+def values_of(runs: pd.DataFrame, column: str) -> set[str]:
+    """The column's values as text, a whole float as its integer (a table read back from Parquet
+    holds 32.0 where a column also has a missing value)."""
+    if column not in runs:
+        return set()
+    return {str(int(value)) if isinstance(value, float) and value.is_integer() else str(value) for value in runs[column].dropna()}

@@ -27,6 +27,33 @@ def readable_tensors(job_dir: Path | None, name: str) -> dict:
         return {}
 
 
+def section_data(data: ReportData, name: str) -> SectionData:
+    """What analysis `name` gets to write its section: its rows and those of the others, of the selected runs."""
+    selected, job_dirs = data.selection.selected, data.results.job_dirs
+
+    def rows_of(other: str) -> pd.DataFrame:
+        return with_identity(data.results.analyses.get(other, pd.DataFrame()), selected)
+
+    rows = rows_of(name)
+    runs = selected[selected["run"].isin(rows["run"])] if len(rows) else selected.iloc[:0]
+    return SectionData(name, rows, runs, data.figure_dir, lambda run: readable_tensors(job_dirs.get(run), name), rows_of, selected)
+
+
+def cross_run_tables(data: ReportData) -> dict[str, pd.DataFrame]:
+    """Each analysis's rows that relate runs to each other (Analysis.cross_run_rows), as the tables
+    `<name>.across` that a report saves with its own."""
+    if data.selection.selected.empty:
+        return {}
+    tables = {}
+    for name, analysis in ANALYSES.items():
+        section = section_data(data, name)
+        if len(section.rows):
+            rows = analysis().cross_run_rows(section)
+            if rows:
+                tables[f"{name}.across"] = pd.DataFrame(rows)
+    return tables
+
+
 class AnalysisSections(ReportSection):
     name = "analyses"
     title = "Analyses"
@@ -35,17 +62,9 @@ class AnalysisSections(ReportSection):
     def render(self, data: ReportData) -> list[tuple[str, list[Block]]]:
         if data.selection.selected.empty:
             return []
-        selected, job_dirs = data.selection.selected, data.results.job_dirs
         sections = []
-
-        def rows_of(name: str) -> pd.DataFrame:
-            return with_identity(data.results.analyses.get(name, pd.DataFrame()), selected)
-
         for name, analysis in sorted(ANALYSES.items(), key=lambda item: (item[1].report_order, item[0])):
-            rows = rows_of(name)
-            if rows.empty:
-                continue
-            runs = selected[selected["run"].isin(rows["run"])]
-            section = SectionData(name, rows, runs, data.figure_dir, lambda run, name=name: readable_tensors(job_dirs.get(run), name), rows_of, selected)
-            sections.append((analysis.title, analysis().section(section)))
+            section = section_data(data, name)
+            if len(section.rows):
+                sections.append((analysis.title, analysis().section(section)))
         return sections
