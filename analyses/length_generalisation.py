@@ -25,7 +25,7 @@ from typing import Annotated
 from omegaconf import DictConfig
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from plugin.plotting import by_setting, save, seaborn
+from plugin.plotting import by_setting, panels_per_row, save, seaborn
 from plugin.statistics import INTERVAL_NOTE, describe, seed_band
 from plugin import Range
 from tasks import TASKS
@@ -85,7 +85,8 @@ class LengthGeneralisation(Analysis):
         sns = seaborn()
         rows = data.rows
         grid = sns.relplot(
-            data=rows, x="length", y="accuracy", col="task", kind="line", markers=True, errorbar=seed_band,
+            data=rows, x="length", y="accuracy", col="task", col_wrap=panels_per_row(3.2 * 1.3, rows["task"].nunique()), kind="line",
+            markers=True, errorbar=seed_band,
             facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(rows),
         )  # fmt: skip
         for task, axis in grid.axes_dict.items():

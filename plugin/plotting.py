@@ -80,10 +80,25 @@ def palette(names) -> dict[str, str]:
     return {name: variant_colour(name) for name in set(names)}
 
 
+DPI = 110
+# Wider than this, a figure no longer reads on a laptop screen: figures wrap their panels into rows
+# to stay below it, and one that still does not is saved at a lower resolution to fit.
+MAX_WIDTH_PIXELS = 2400
+
+
 def save(figure: Any, path: Path) -> Path:
+    """Save a figure as a PNG of at most MAX_WIDTH_PIXELS wide, in 256 colours (a third of the bytes
+    of full colour for these plots, which hold few colours), and close it."""
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
     pyplot().close(figure)
+    with Image.open(path) as image:
+        picture = image.convert("RGB")
+    if picture.width > MAX_WIDTH_PIXELS:
+        picture = picture.resize((MAX_WIDTH_PIXELS, round(picture.height * MAX_WIDTH_PIXELS / picture.width)), Image.Resampling.LANCZOS)
+    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
     return path
 
 
@@ -96,31 +111,40 @@ def by_setting(frame) -> dict:
     return {"hue": "setting", "hue_order": order, "palette": colours, "style": "setting", "style_order": order}
 
 
+def panels_per_row(panel_width_inches: float, panels: int) -> int:
+    """How many panels of this width a figure row holds within MAX_WIDTH_PIXELS: for col_wrap, and
+    for figures that lay out their own panels."""
+    return max(1, min(panels, int(MAX_WIDTH_PIXELS / DPI // panel_width_inches)))
+
+
 def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: Path, ylim: tuple[float, float] | None = (0, 1.02)) -> Path:
     """One panel per row x col value: a bar per setting at the mean over seeds (with its 95%
-    interval) and a black dot per seed, so that a mean never hides its spread."""
+    interval) and a black dot per seed, so that a mean never hides its spread. Panels wrap into
+    rows, so that the figure stays readable however many tasks or settings it shows."""
     plt, sns = pyplot(), seaborn()
-    columns, rows = sorted(frame[col].unique()), sorted(frame[row].unique())
+    panels = [(row_value, col_value) for row_value in sorted(frame[row].unique()) for col_value in sorted(frame[col].unique())
+              if ((frame[row] == row_value) & (frame[col] == col_value)).any()]  # fmt: skip
     order = sorted(frame["setting"].unique())
     colours = setting_colours(frame[["setting", "variant"]].itertuples(index=False))
     width = max(3.2, 0.55 * len(order) + 1.2)
-    figure, axes = plt.subplots(len(rows), len(columns), figsize=(width * len(columns), 3.2 * len(rows)), squeeze=False, constrained_layout=True)
-    for i, row_value in enumerate(rows):
-        for j, col_value in enumerate(columns):
-            axis = axes[i][j]
-            subset = frame[(frame[row] == row_value) & (frame[col] == col_value)]
-            if subset.empty:
-                axis.set_visible(False)
-                continue
-            sns.barplot(data=subset, x="setting", y=value, hue="setting", order=order, hue_order=order, palette=colours,
-                        errorbar=seed_band, alpha=0.7, legend=False, ax=axis)  # fmt: skip
-            sns.stripplot(data=subset, x="setting", y=value, order=order, color="black", size=4, jitter=0.15, ax=axis)
-            axis.set_title(f"{row_value}: {col_value}", fontsize=10)
-            axis.set_xlabel("")
-            axis.set_ylabel(ylabel if j == 0 else "")
-            axis.tick_params(axis="x", rotation=40, labelsize=8)
-            for label in axis.get_xticklabels():
-                label.set_horizontalalignment("right")
-            if ylim is not None:
-                axis.set_ylim(*ylim)
+    across = panels_per_row(width, len(panels))
+    down = -(-len(panels) // across)
+    figure, axes = plt.subplots(down, across, figsize=(width * across, 3.4 * down), squeeze=False, constrained_layout=True)
+    for index, axis in enumerate(axes.flat):
+        if index >= len(panels):
+            axis.set_visible(False)
+            continue
+        row_value, col_value = panels[index]
+        subset = frame[(frame[row] == row_value) & (frame[col] == col_value)]
+        sns.barplot(data=subset, x="setting", y=value, hue="setting", order=order, hue_order=order, palette=colours,
+                    errorbar=seed_band, alpha=0.7, legend=False, ax=axis)  # fmt: skip
+        sns.stripplot(data=subset, x="setting", y=value, order=order, color="black", size=4, jitter=0.15, ax=axis)
+        axis.set_title(f"{row_value}: {col_value}", fontsize=10)
+        axis.set_xlabel("")
+        axis.set_ylabel(ylabel if index % across == 0 else "")
+        axis.tick_params(axis="x", rotation=40, labelsize=8)
+        for label in axis.get_xticklabels():
+            label.set_horizontalalignment("right")
+        if ylim is not None:
+            axis.set_ylim(*ylim)
     return save(figure, path)

@@ -84,11 +84,11 @@ def committed(path: Path):
     return pytest.param(path, id=name, marks=pytest.mark.xfail(strict=True, reason=reason) if name in BEFORE_THE_CONTRACT else ())
 
 
-@pytest.mark.parametrize("path", [committed(path) for path in sorted(REPORTS.glob("*/analysis_*.csv"))])
+@pytest.mark.parametrize("path", [committed(path) for path in sorted(REPORTS.glob("*/analysis_*.parquet"))])
 def test_the_committed_reports_values_lie_inside_the_declared_ranges(path):
     name = path.stem.removeprefix("analysis_").split(".")[0]  # composition.across: composition's rows across runs
     declared = ANALYSES[name]().ranges()
-    rows = pd.read_csv(path).drop(columns=["run"])
+    rows = pd.read_parquet(path).drop(columns=["run"])
     assert not out_of_range(rows[[c for c in rows.columns if c in declared]], declared)
 
 

@@ -24,5 +24,6 @@ def test_an_example_report_has_no_missing_running_or_nan_cell(report):
     assert "## Missing jobs" not in text and re.search(r"asked for \d+ jobs; 0 have no result yet", text)
     assert not re.search(r"\|\s*nan\s*\|", text, re.IGNORECASE), "a nan cell"
     assert not re.search(r"\|\s*(running|killed|unreadable)\s*\|", text), "a run that did not finish"
-    for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", text):
-        assert (report.parent / figure).is_file(), figure
+    page = (report.parent / "report.html").read_text()
+    for number in re.findall(r"\(report.html#figure-(\d+)\)", text):
+        assert f"<figure id='figure-{number}'>" in page, f"figure {number}"

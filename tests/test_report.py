@@ -39,6 +39,14 @@ def result(variant, task, seed, test, status="completed", lr=0.003, validation=N
     return record
 
 
+def figure(report_md: Path, caption: str) -> bytes:
+    """The PNG of the first figure of the report (in its report.html) whose caption holds `caption`; b"" if none."""
+    from bench.report.render import figures_in
+
+    figures = figures_in((Path(report_md).parent / "report.html").read_text())
+    return next((png for text, png in figures.items() if caption in text), b"")
+
+
 def write_results(directory, records):
     for name, record in (records.items() if isinstance(records, dict) else enumerate(records)):
         (directory / str(name)).mkdir(parents=True)
@@ -80,7 +88,7 @@ def test_the_summary_gives_test_accuracy_with_its_interval_and_lists_what_did_no
     assert "| 100 (1/2)  " in text
     assert "RuntimeError: boom" in text and "result.json is not JSON" in text and "result.json is left out: not a JSON object" in text
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").equals(load_results(sweep).runs)
-    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 7
+    assert len(pd.read_parquet(tmp_path / "out" / "results.parquet")) == 7
 
 
 def test_the_learning_rate_is_chosen_on_validation_and_every_number_is_on_test(tmp_path):
@@ -199,7 +207,7 @@ def test_the_speed_section_uses_only_the_reports_own_variants(sweep, tmp_path):
     text = write_report(sweep, tmp_path / "out", speed_file=tmp_path / "speed.json").read_text()
     assert "matmul ceiling of 50.0 GFLOP/s" in text and "Test CPU" in text
     assert "11.00 ms (1.10× sdpa, 18% of peak)" in text and "alibi" not in text, "alibi did not run in this sweep"
-    assert (tmp_path / "out" / "figures" / "speed.png").exists() and (tmp_path / "out" / "figures" / "gflops.png").exists()
+    assert figure(tmp_path / "out" / "report.md", "time against T") and figure(tmp_path / "out" / "report.md", "GFLOP/s")
     assert "## Speed" not in write_report(sweep, tmp_path / "none").read_text(), "no speed file of its own: no speed section"
 
 
@@ -244,7 +252,7 @@ def memorising_runs(early_stop: float | None) -> list[dict]:
 
 def test_a_finite_training_set_trained_past_memorising_gets_grokking_curves_and_steps_to_grok(tmp_path):
     text = write_report(write_results(tmp_path / "sweep", memorising_runs(early_stop=None)), tmp_path / "out").read_text()
-    assert "train (dashed) and test (solid) accuracy and loss" in text and (tmp_path / "out" / "figures" / "grokking.png").exists()
+    assert figure(tmp_path / "out" / "report.md", "train (dashed) and test (solid) accuracy and loss")
     assert "| standard  | modular |             3830 | 400 [0, 1671] (n=2), grokked 2/2 |" in text
     assert "no target set" in text and "(0/2)" not in text, "runs without a target are not said to have missed it"
 
@@ -280,7 +288,7 @@ def ladder_report(tmp_path_factory) -> Path:
 def test_accuracy_is_drawn_against_each_swept_difficulty_axis(ladder_report):
     text = ladder_report.read_text()
     assert "## Where each attention breaks" in text and "induction: test accuracy against max_segment" in text
-    assert (ladder_report.parent / "figures" / "difficulty_induction_max_segment.png").exists()
+    assert figure(ladder_report, "induction: test accuracy against max_segment")
     assert "## Leaderboard" not in text
 
 
@@ -295,7 +303,7 @@ def test_axes_that_only_vary_together_get_no_figure_of_single_points_but_a_sente
     out = tmp_path / "out"
     text = write_report(write_results(tmp_path / "sweep", records), out).read_text()
     assert "modular_addition: p never varies with train_fraction held fixed (points: p=59 train_fraction=0.5; p=113 train_fraction=0.3)" in text
-    assert not list((out / "figures").glob("difficulty_*.png")), "one point per panel is no line"
+    assert not figure(out / "report.md", "test accuracy against"), "one point per panel is no line"
 
 
 def test_an_experiment_with_the_mad_protocol_gets_a_leaderboard_of_mean_selected_test_accuracy(tmp_path):
@@ -370,7 +378,7 @@ def test_an_integer_option_that_some_tasks_lack_is_labelled_as_written():
 
 def test_over_a_difficulty_ladder_the_summary_has_a_row_per_point_and_a_column_per_model(ladder_report):
     text = ladder_report.read_text()
-    summary = text.split("## Summary")[1].split("![")[0]
+    summary = text.split("## Summary")[1].split("*Figure")[0]
     rows = [line for line in summary.splitlines() if line.startswith("| induction")]
     assert [row.split("|")[2].strip() for row in rows] == ["max_segment=4", "max_segment=8", "max_segment=16"]
     header = next(line for line in summary.splitlines() if line.startswith("| task"))

@@ -2,7 +2,7 @@
 and the page opened in a real headless browser."""
 from __future__ import annotations
 
-import base64
+import io
 import re
 import shutil
 
@@ -39,16 +39,22 @@ def test_every_section_is_there(report):
     assert "| standard  | copy   |" in text and "L1H1" in text and "2× training length" in text
 
 
-def test_markdown_figures_exist_and_html_embeds_each_one(report):
-    linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", report.read_text())
+def test_the_html_holds_each_figure_once_and_the_markdown_links_to_it(report):
+    from PIL import Image
+
+    from bench.report.render import figures_in
+    from plugin.plotting import MAX_WIDTH_PIXELS
+
+    text, page = report.read_text(), (report.parent / "report.html").read_text()
+    linked = re.findall(r"\*Figure (\d+): [^*]+\* \(\[in report.html\]\(report.html#figure-(\d+)\)\)", text)
     # verdicts, summary, accuracy and loss curves, slices, length generalisation, attention × 2 tasks, head scores, composition × 2 tasks
-    assert len(linked) == 11
-    for path in linked:
-        assert (report.parent / path).read_bytes().startswith(b"\x89PNG")
-    page = (report.parent / "report.html").read_text()
-    embedded = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(embedded) == len(linked)
-    assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in embedded)
+    assert len(linked) == 11 and all(number == anchor for number, anchor in linked)
+    figures = figures_in(page)
+    assert len(figures) == 11 and all(f"id='figure-{number}'" in page for number, _ in linked)
+    for png in figures.values():
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.width <= MAX_WIDTH_PIXELS and image.mode == "P", "one 256-colour PNG, readable width"
+    assert not (report.parent / "figures").exists(), "each figure is stored once, in the page"
     assert "src='http" not in page and 'src="http' not in page, "self-contained: nothing fetched"
 
 

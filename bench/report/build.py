@@ -1,9 +1,9 @@
 """Building a report: a dispatcher over the registered report sections (bench.report.sections),
 and the files it writes.
 
-    report.md, report.html          the same report; the HTML is one self-contained file
-    figures/*.png                   every figure
-    results.parquet / .csv          one row per run: identity, status, metrics, flattened config
+    report.md, report.html          the same report; the HTML is one self-contained file, which
+                                    alone holds the figures (the Markdown links to each)
+    results.parquet                 one row per run: identity, status, metrics, flattened config
     curves / slices                 one row per run and evaluation step / test-set slice value
     analysis_<name>                 one row per run and analysis row
 
@@ -58,7 +58,6 @@ def write_tables(results: Results, out_dir: Path) -> None:
     tables.update({f"analysis_{name}": rows for name, rows in results.analyses.items()})
     for stem, table in tables.items():
         table.to_parquet(out_dir / f"{stem}.parquet", index=False)
-        table.to_csv(out_dir / f"{stem}.csv", index=False)
 
 
 # Written into every report directory: the mark that lets a later build replace it.
@@ -121,7 +120,8 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
         sections = build_sections(data)
         title = "Sweep " + " + ".join(d.resolve().name for d in sweep_dirs) + (f", beside the baseline {Path(baseline).name}" if baseline else "")
         (staging / "report.html").write_text(html_page(title, sections))
-        (staging / "report.md").write_text(markdown(title, sections, staging))
+        (staging / "report.md").write_text(markdown(title, sections))
+        shutil.rmtree(staging / "figures")  # each is in report.html
         swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

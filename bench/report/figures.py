@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plugin.plotting import REFERENCE_COLOUR, by_setting, save, seaborn, setting_colours, variant_colour
+from plugin.plotting import REFERENCE_COLOUR, by_setting, panels_per_row, save, seaborn, setting_colours, variant_colour
 from plugin.statistics import seed_band
 
 
@@ -28,8 +28,8 @@ def learning_curves(curves: pd.DataFrame, metric: str, label: str, path: Path, l
     sns = seaborn()
     data = carried_forward(curves, metric)
     grid = sns.relplot(
-        data=data, x="step", y=metric, col="task", kind="line", errorbar=("pi", 100), markers=True, markersize=4,
-        facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(data),
+        data=data, x="step", y=metric, col="task", col_wrap=panels_per_row(3.2 * 1.3, data["task"].nunique()), kind="line",
+        errorbar=("pi", 100), markers=True, markersize=4, facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(data),
     )  # fmt: skip
     grid.set_axis_labels("training step", label)
     grid.set_titles("{col_name}")
@@ -53,18 +53,19 @@ def grokking_curves(curves: pd.DataFrame, path: Path) -> Path:
             if column in curves:
                 long.append(curves[["run", "setting", "variant", "task", "step", column]].rename(columns={column: "value"}).assign(split=style, metric=metric))
     data = pd.concat(long, ignore_index=True).dropna(subset=["value"])
-    data = data[data["step"] > 0]
+    data = data[data["step"] > 0].assign(panel=lambda frame: frame["task"] + ": " + frame["metric"])
+    panels = sorted(data["panel"].unique(), key=lambda panel: (panel.split(": ")[1], panel))  # accuracy panels first
     settings = data[["setting", "variant"]].drop_duplicates()
     grid = sns.relplot(
-        data=data, x="step", y="value", hue="setting", style="split", dashes={"train": (4, 2), "test": ""}, row="metric", col="task",
-        kind="line", errorbar=("pi", 100), palette=setting_colours(settings.itertuples(index=False)),
-        facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.4,
+        data=data, x="step", y="value", hue="setting", style="split", dashes={"train": (4, 2), "test": ""}, col="panel", col_order=panels,
+        col_wrap=panels_per_row(3.0 * 1.4, len(panels)), kind="line", errorbar=("pi", 100),
+        palette=setting_colours(settings.itertuples(index=False)), facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.4,
     )  # fmt: skip
-    for (metric, _), axis in grid.axes_dict.items():
+    for panel, axis in grid.axes_dict.items():
         axis.set_xscale("log")
-        if metric == "loss":
+        if panel.endswith(": loss"):
             axis.set_yscale("log")
-    grid.set_titles("{col_name}: {row_name}")
+    grid.set_titles("{col_name}")
     grid.set_axis_labels("training step (log)", "")
     return save(grid.figure, path)
 
