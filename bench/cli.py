@@ -14,7 +14,7 @@ import itertools
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -367,19 +367,42 @@ def main() -> None:
         return
     from bench.core.config import register_configs  # torch and the plug-ins load only past --help
     from bench.core.job import main as run_hydra_app
+    from plugin.external import PluginImportError, load_external, share_with_workers
 
+    try:
+        names = plugin_names(args.overrides)
+        load_external(names)
+        share_with_workers(names)
+    except (ConfigError, PluginImportError) as error:
+        refuse(error)
     register_configs()
     if not (args.hydra_help or args.info or args.shell_completion):
         try:
             check_modes(args)
             check_config_dir(args.config_dir)
             check_command_line(args.overrides, args.multirun, args.config_name or CONFIG_NAME)
-        except ConfigError as error:  # one line, even where the input that caused it has a line break
-            print("bench: error:", str(error).replace("\n", "\\n"), file=sys.stderr)
-            raise SystemExit(2) from None
+        except ConfigError as error:
+            refuse(error)
     if args.cfg and not args.multirun:
         print(f"# memory estimate: {job_memory(args.overrides).describe()}")
     run_hydra_app()
+
+
+def refuse(error: Exception) -> NoReturn:
+    """Stop the command with the error in one line, even where the input that caused it has a line break."""
+    print("bench: error:", str(error).replace("\n", "\\n"), file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def plugin_names(overrides: list[str]) -> list[str]:
+    """The modules a plugins=... override names (one, or a list), a file's path made absolute so that
+    a process started elsewhere finds it."""
+    for override in overrides:
+        if override.split("=", 1)[0].lstrip("+") == "plugins":
+            value = parse(OverridesParser.create(), [override])[0].value()
+            names = [str(name) for name in (value if isinstance(value, list) else [value])]
+            return [str(Path(name).resolve()) if name.endswith(".py") else name for name in names]
+    return []
 
 
 def job_memory(overrides: list[str]) -> MemoryEstimate:

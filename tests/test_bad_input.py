@@ -32,6 +32,8 @@ BAD_INPUTS = [
     (["+debug=huge"], r"'\+debug=huge': choose one with \+debug=<name>; allowed: tiny"),
     (["variant=nope", "model.learned_positions=true"], "variant nope is defined without a positional signal, and "
      "model.learned_positions=true would give it one; allowed: model.learned_positions=false$"),
+    (["plugins=[no_such_lab.attention]"], "plug-in 'no_such_lab.attention' could not be imported: ModuleNotFoundError: No module named 'no_such_lab'$"),
+    (["plugins=./nowhere.py"], "plug-in '/.*/nowhere.py' could not be imported: FileNotFoundError: no file at /.*/nowhere.py$"),
     # types
     (["train.steps=abc"], "could not be converted to Integer"),
     (["train.lr=fast"], "could not be converted to Float"),

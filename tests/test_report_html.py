@@ -74,7 +74,12 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
+        driver.set_window_size(1366, 768)  # a laptop's screen
         driver.get((report.parent / "report.html").as_uri())
+        first_screen = driver.execute_script(
+            "const f = document.querySelector('#figure-1'); const r = f.getBoundingClientRect();"
+            "return [f.querySelector('figcaption').textContent, r.top < window.innerHeight, r.width, window.innerWidth]"
+        )
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
         )
@@ -84,3 +89,6 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
         driver.quit()
     assert len(images) == 11 and all(complete and width > 100 and height > 100 for complete, width, height in images)
     assert errors == [] and title.startswith("Sweep ")
+    caption, visible, width, screen = first_screen
+    assert caption.startswith("Figure 1: Verdict per variant") and visible, "the verdict heatmap is on the first screen"
+    assert width <= screen, "and no wider than it"

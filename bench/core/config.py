@@ -16,7 +16,7 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from bench import CONF_DIR, CONFIG_NAME, ConfigError
 from bench.core.memory import estimate_memory, memory_limit, size
 from bench.core.model import Transformer
 from plugin import Range
+from plugin.external import load_external
 from plugin.compat import forget_stored_config
 
 # Options of the model that the transformer passes to every variant, not config of the variant.
@@ -126,11 +127,13 @@ class Config:
     memory_limit_gb: float = ranged(0.0, 0, 1e9)  # 0: the device's memory; a job estimated above it is refused
     resume: bool = True  # skip a job whose result.json completed with the same config and code
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
+    # the user's plug-in modules (dotted names or .py files), imported when the command starts (plugin/external.py)
+    plugins: List[str] = field(default_factory=list)
 
 
 # Keys that steer how a job runs, not what it computes: left out of the config hash (and of the
 # job directory names, see hydra.job.config.override_dirname.exclude_keys in conf/config.yaml).
-RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads", "memory_limit_gb")
+RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads", "memory_limit_gb", "plugins")
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +208,7 @@ def register_configs() -> None:
     Called when a command starts (and by compose_config), never at import: importing a module has
     no effect on Hydra's state. Registries unchanged since the last call leave the store as it is."""
     global REGISTERED
+    load_external()  # the user's plug-ins named in the environment or by installed packages
     registered = registries_fingerprint()
     if registered == REGISTERED:
         return

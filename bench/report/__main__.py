@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.report.build import UnsafeOutput, write_report
 from bench.report.records import TABLES, BaselineMismatch
+from plugin.external import PluginImportError, load_external
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="a committed report (a directory, or a name under ./reports, e.g. zoo) whose runs stand beside the sweep's, "
                              "not re-trained; refused where its task, model, training or code differ")  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        load_external()  # the user's report sections and analyses, named in the environment or by installed packages
+    except PluginImportError as error:
+        parser.error(str(error))
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
             parser.error(f"no sweep directory at {sweep_dir}")

@@ -23,11 +23,11 @@ class Provenance(ReportSection):
     def blocks(self, data: ReportData) -> list[Block]:
         runs = data.results.runs
         started = values(runs, "started_at")
-        commits = runs.drop_duplicates("git_commit") if "git_commit" in runs else runs.iloc[:0]
+        commits = runs.reindex(columns=["git_commit", "git_dirty"]).dropna(subset=["git_commit"]).drop_duplicates("git_commit")
         rows = {
             "command": (values(runs, "command") or ["—"])[0],
             "git commit": ", ".join(sorted({f"{c}{' (dirty)' if d is True else ''}" for c, d in
-                                            zip(commits["git_commit"].astype(str), commits.get("git_dirty", [None] * len(commits)))})) or "—",
+                                            zip(commits["git_commit"].astype(str), commits["git_dirty"])})) or "—",
             "packages": (values(runs, "versions") or ["—"])[0],
             "machine": (values(runs, "machine") or ["—"])[0],
             "runs started": f"{started[0]} to {started[-1]}" if started else "—",

@@ -45,7 +45,9 @@ class Verdicts(ReportSection):
         grid = cells.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=columns).fillna("—")
         grid.columns.name, grid.index.name = None, "variant"
         grid.insert(0, "parameters", parameter_counts(table).reindex(rows).fillna("—"))
-        return [
+        return [  # the heatmap and its table first: what a reader sees on opening the report
+            Figure(heatmap(table, data.figure_dir / "verdicts.png"), "Verdict per variant and task, with its mean test accuracy."),
+            grid.reset_index(),
             f"{len(runs)} runs, at most {runs['seed'].nunique()} seeds per cell, each at the learning rate chosen on validation; "
             "every number is mean test accuracy. Solves: at least "
             f"{MOST:.0%} of the seeds (a diverged one counted) reach the task's threshold ({SOLVED} unless the task states one). "
@@ -56,8 +58,6 @@ class Verdicts(ReportSection):
             f"disagree; a seed still improving when its budget ended (at most {most} steps); the chosen rate on the edge of "
             "its tuned grid, or set rather than tuned over four values or more (untuned); ahead of the control by a "
             "difference the test cannot resolve (vs control); or a record without the chance test's counts.",
-            Figure(heatmap(table, data.figure_dir / "verdicts.png"), "Verdict per variant and task, with its mean test accuracy."),
-            grid.reset_index(),
             *parameter_differences(table),
             *identical(data.points),
         ]
