@@ -384,3 +384,19 @@ def test_over_a_difficulty_ladder_the_summary_has_a_row_per_point_and_a_column_p
     header = next(line for line in summary.splitlines() if line.startswith("| task"))
     assert [cell.strip() for cell in header.split("|")[1:-1]] == ["task", "point", "standard", "weak"]
     assert [cell.strip() for cell in rows[0].split("|")[3:5]] == ["0.995 [0.931, 1.000] (n=2)", "0.895 [0.831, 0.959] (n=2)"]
+
+
+def test_the_time_of_a_tuned_sweep_is_split_into_tuning_confirming_and_extensions(tmp_path):
+    records = []
+    for lr, seconds, steps in ((0.001, 100.0, 2000), (0.003, 400.0, 8000)):  # seed 0 tunes; 0.003 ran four times its budget
+        records.append(result("standard", "copy", 0, 0.99 if lr == 0.003 else 0.5, lr=lr, wall_time_s=seconds, steps_run=steps))
+    for seed in (1, 2):  # the other seeds confirm at the chosen 0.003
+        records.append(result("standard", "copy", seed, 0.98, lr=0.003, wall_time_s=36.0, steps_run=2000))
+    for record in records:
+        record["config"]["train"]["steps"] = 2000
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    cost = text.split("## Where the time went")[1].split("\n## ")[0]
+    assert "4 jobs, 0.16 job-hours" in cost
+    # tuning: 500 s, of which 300 s past the base budget (400 s x 6,000 of 8,000 steps); confirming 72 s
+    assert "| tuning     |      2 |        0.14 |               1 |                     0.08 |               0.874 |" in cost
+    assert "| confirming |      2 |        0.02 |               0 |                     0    |               0.126 |" in cost
