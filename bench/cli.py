@@ -31,7 +31,7 @@ from plugin.compat import BASIC_SWEEPER_TARGET, hydra_argument_parser
 if TYPE_CHECKING:
     from bench.core.memory import MemoryEstimate
 
-GROUPS = ("variant", "task")
+GROUPS = ("variant", "task", "logger")  # config groups of the defaults list, chosen with group=name
 # The project's tuning sweeper (hydra/sweeper=tuning): it starts from a grid it states, and extends it.
 TUNING_SWEEPER_TARGET = "hydra_plugins.bench_sweeper.tuning_sweeper.TuningSweeper"
 # Config groups outside the defaults list, added with +group=name (e.g. +experiment=mqar, +debug=tiny).

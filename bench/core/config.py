@@ -32,6 +32,7 @@ from bench.core.memory import estimate_memory, memory_limit, size
 from bench.core.model import Transformer
 from plugin import Range
 from plugin.external import load_external
+from bench.trackers import LOGGERS, check_logger
 from plugin.compat import forget_stored_config
 
 # Options of the model that the transformer passes to every variant, not config of the variant.
@@ -103,6 +104,15 @@ class TrainConfig:
 
 
 @dataclass
+class LoggerConfig:
+    # an experiment tracker each job's curve, config and final metrics go to (bench/trackers.py); an optional extra
+    name: str = choice("none", LOGGERS)
+    dir: str = ""  # where its files go ("": under the sweep's directory)
+    tracking_uri: str = ""  # mlflow: a server or store ("": a file store under the sweep)
+    project: str = "attention-bench"  # wandb
+
+
+@dataclass
 class ProtocolConfig:
     """How the report turns runs into numbers; it changes no run (left out of the config hash)."""
 
@@ -124,6 +134,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: Any = MISSING  # analysis.<name>.<option>, one node per registered analysis
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     memory_limit_gb: float = ranged(0.0, 0, 1e9)  # 0: the device's memory; a job estimated above it is refused
     resume: bool = True  # skip a job whose result.json completed with the same config and code
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
@@ -133,7 +144,7 @@ class Config:
 
 # Keys that steer how a job runs, not what it computes: left out of the config hash (and of the
 # job directory names, see hydra.job.config.override_dirname.exclude_keys in conf/config.yaml).
-RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads", "memory_limit_gb", "plugins")
+RUN_CONTROL_KEYS = ("resume", "rerun_failed", "train.progress", "train.num_threads", "memory_limit_gb", "plugins", "logger")
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +338,7 @@ def validate(cfg: DictConfig) -> None:
     for name in analyses.ANALYSES:
         check_fields(cfg.analysis[name], SCHEMAS["analysis", name], f"analysis.{name}")
     check_device(cfg.device)
+    check_logger(cfg.logger)
     for key in cfg.protocol.select_on:
         value = OmegaConf.select(cfg, key)
         if value is None or isinstance(value, (DictConfig, ListConfig)) or key.split(".")[0] not in ("train", "model", "task", "variant"):

@@ -57,6 +57,7 @@ from bench.core.results import (
     write_json_atomic,
 )
 from bench.core.train import train
+from bench.trackers import log_job
 from plugin.external import load_external
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def run(
             if single_run:
                 raise
         release(output_dir)
+    log_job(cfg.logger, record, output_dir, output_dir if single_run else output_dir.parent)
     summary = f"{record['variant']} on {record['task']}, seed {record['seed']}: {record['status']}"
     if "metrics" in record:
         summary += f", test accuracy {record['metrics']['test']['accuracy']:.4f} after {record['steps_run']} steps"
