@@ -4,7 +4,7 @@ made under other definitions; and the composition null's cross-run scores, which
 tensors, travel with the report's tables so that its runs keep their null as a baseline."""
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +16,7 @@ from bench.report.__main__ import main
 from bench.report.build import write_report
 from bench.report.records import load_tables
 from tests.test_report import result, write_results
+
 
 CODE = {"core": "c0re", "tasks": "ta5k", "variants": "any"}
 
@@ -37,13 +38,20 @@ def with_composition(job_dir, seed):
     return tensors
 
 
-@pytest.fixture
-def shipped(tmp_path):
-    """A committed report of standard (3 seeds, composition tensors in the sweep) and the tensors."""
-    sweep = write_results(tmp_path / "zoo_sweep", {f"s{seed}": run_record("standard", seed, 0.9 + 0.01 * seed) for seed in range(3)})
+def ship(directory: Path, **train) -> tuple[Path, dict]:
+    """A committed report of standard (3 seeds, composition tensors in its sweep), and the tensors."""
+    records = {f"s{seed}": run_record("standard", seed, 0.9 + 0.01 * seed) for seed in range(3)}
+    for record in records.values():
+        record["config"]["train"].update(train)
+    sweep = write_results(directory / "zoo_sweep", records)
     tensors = {seed: with_composition(sweep / f"s{seed}", seed) for seed in range(3)}
-    write_report(sweep, tmp_path / "zoo")
-    return tmp_path / "zoo", tensors
+    write_report(sweep, directory / "zoo")
+    return directory / "zoo", tensors
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    return ship(tmp_path_factory.mktemp("shipped"))
 
 
 def test_a_new_variants_runs_stand_beside_a_committed_reports_without_retraining_them(shipped, tmp_path):
@@ -91,12 +99,8 @@ def test_a_baseline_made_under_other_definitions_is_refused_in_one_line(shipped,
         if "code_core" in change:
             record["code"]["core"] = change["code_core"]
         records.append(record)
-    if "train_steps" in change:  # the baseline's runs stated their steps too
-        for path in (report.parent / "zoo_sweep").glob("*/result.json"):
-            record = json.loads(path.read_text())
-            record["config"]["train"]["steps"] = 2000
-            path.write_text(json.dumps(record))
-        write_report(report.parent / "zoo_sweep", report)
+    if "train_steps" in change:  # a baseline whose runs state their steps
+        report, _ = ship(tmp_path, steps=2000)
     mine = write_results(tmp_path / "mine", records)
     with pytest.raises(SystemExit) as exit_:
         main([str(mine), "--baseline", str(report), "--out", str(tmp_path / "both")])
