@@ -209,13 +209,21 @@ def claim_tests(ablations: pd.DataFrame, rows_of) -> pd.DataFrame:
     return tests.assign(needed=(tests["ablated"] < tests["intact"] / 2) & (tests["others"] >= tests["intact"] / 2))
 
 
+def heads_text(heads: pd.Series) -> str:
+    """'L0H0+L1H0 in 5/5 seeds', or, where the seeds name different heads, each seed's: 'named per
+    seed: L0H0+L0H3, L0H0+L0H2, ...' (every seed's own heads are the ones its ablation tested)."""
+    counts = heads.value_counts()
+    if len(counts) == 1:
+        return f"{counts.index[0]} in {counts.iloc[0]}/{len(heads)} seeds"
+    return "named per seed: " + ", ".join(f"{name}×{n}" if n > 1 else name for name, n in counts.items())
+
+
 def mechanism_sentences(tests: pd.DataFrame, controls: dict[str, float]) -> list[str]:
     """One sentence per setting × task × role where the claim holds in most seeds, and one saying
     which named heads the ablations refuted."""
     sentences, refuted = [], []
     for (setting, task, role), group in tests.groupby(["setting", "task", "role"]):
-        heads = group["heads"].value_counts()
-        text = f"{setting} on {task}: the {role} ({heads.index[0]} in {heads.iloc[0]}/{len(group)} seeds)"
+        text = f"{setting} on {task}: the {role} ({heads_text(group['heads'])})"
         if group["needed"].mean() < MOST:
             refuted.append(f"{text}, needed in {int(group['needed'].sum())}/{len(group)}")
             continue

@@ -22,7 +22,9 @@ from trained models, at report time, from the circuits each run saves:
     no-composition the best pair's score within runs of the same setting on a task that the
                    positional control solves, which position alone answers
 
-and the report places each run's best pair in it: the share of the null at or above it, and the
+A constructed model (weights set by hand, the same model in every seed) has no null of its own: it
+is placed in the trained settings' nulls at the same task. The report places each run's best pair in
+its null: the share of the null at or above it, and the
 seeds where it lies above the null's 95th percentile. A run "composes mainly by X-composition"
 only where, in most seeds (80%), its best X pair lies above that percentile and removing that pair
 halves accuracy while removing as many other pairs does not (analyses/ablation.py), where its X
@@ -176,13 +178,16 @@ def right_circuit(tensors: dict[str, Tensor], mode: str, layer: int) -> Tensor:
 def trained_null(best: pd.DataFrame, across: pd.DataFrame, data: SectionData) -> pd.DataFrame:
     """Per setting x task x mode, the null's samples (module docstring): the best pairs across the
     setting's seeds (`across`, Composition.cross_run_rows), and within its runs on tasks the
-    positional control solves."""
+    positional control solves; for a constructed setting, those of the trained settings."""
     solved_by_control = {task for task, accuracy in data.control_accuracy().items() if accuracy >= getattr(TASKS.get(task), "solved_at", 1.0)}
     runs = best.drop_duplicates("run")[["run", "setting", "task"]]
+    trained = sorted(set(data.runs.loc[data.runs["trained"].ne(False), "setting"])) if "trained" in data.runs else []
     rows = []
     for (setting, task), group in runs.groupby(["setting", "task"]):
-        pairs = across[across["run"].isin(group["run"])] if len(across) else across
-        no_composition = best[(best["setting"] == setting) & best["task"].isin(solved_by_control)]
+        sources = [setting] if setting in trained or not trained else trained
+        null_runs = runs[runs["setting"].isin(sources) & (runs["task"] == task)]["run"]
+        pairs = across[across["run"].isin(null_runs)] if len(across) else across
+        no_composition = best[best["setting"].isin(sources) & best["task"].isin(solved_by_control)]
         for mode in MODES:
             seeds = pairs.loc[pairs["mode"] == mode, "score"].dropna().tolist() if len(pairs) else []
             within = no_composition.loc[no_composition["mode"] == mode, "score"].dropna().tolist()

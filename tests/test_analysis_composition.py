@@ -92,3 +92,17 @@ def test_a_mechanism_is_claimed_only_where_removing_the_named_heads_halves_accur
     assert tests.loc["induction head(s)", "heads"] == "L1H1" and not tests.loc["induction head(s)", "needed"], (
         "the best induction score is not what the answer needs: no claim"
     )
+
+
+def test_a_constructed_model_is_placed_in_the_trained_settings_null_at_its_task(tmp_path):
+    from analyses.base import SectionData
+    from analyses.composition import trained_null
+
+    runs = pd.DataFrame({"run": ["h0", "h1", "s0", "s1"], "setting": ["handcoded", "handcoded", "standard", "standard"],
+                         "task": ["induction"] * 4, "trained": [False, False, True, True], "variant": ["x", "x", "standard", "standard"]})  # fmt: skip
+    best = runs.assign(mode="K", score=[0.218, 0.218, 0.28, 0.29])
+    across = pd.DataFrame({"run": ["h0", "h1", "s0", "s1"], "other": ["h1", "h0", "s1", "s0"], "mode": "K", "score": [0.218, 0.218, 0.14, 0.15]})
+    data = SectionData("composition", best, runs, tmp_path, lambda run: {}, lambda name: pd.DataFrame(), runs)
+    null = trained_null(best, across, data).set_index(["setting", "mode"])
+    assert null.loc[("standard", "K"), "across_seeds"] == [0.14, 0.15]
+    assert null.loc[("handcoded", "K"), "across_seeds"] == [0.14, 0.15], "one model in every seed: the trained settings' null"
