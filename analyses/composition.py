@@ -195,6 +195,15 @@ def trained_null(best: pd.DataFrame, across: pd.DataFrame, data: SectionData) ->
     return pd.DataFrame(rows, columns=["setting", "task", "mode", "across_seeds", "no_composition", "samples"])
 
 
+def placement(rows: pd.DataFrame) -> str:
+    """Where a mode's mean best pair falls in each null: 'its mean 0.218 is above 100% of the null
+    across seeds and 0% of the no-composition null'."""
+    score = rows["score"].mean()
+    parts = [f"{1 - share_at_or_above(rows[column].iloc[0], score):.0%} of the {name}" for column, name in
+             (("across_seeds", "null across seeds"), ("no_composition", "no-composition null")) if rows[column].iloc[0]]  # fmt: skip
+    return f"its mean {score:.3f} is above " + " and ".join(parts) if parts else f"its mean {score:.3f} has no null to fall in"
+
+
 def share_at_or_above(samples: list[float], score: float) -> float:
     return float(np.mean(np.asarray(samples) >= score)) if samples else float("nan")
 
@@ -228,7 +237,8 @@ def claims(best: pd.DataFrame, table: pd.DataFrame, data: SectionData) -> list[s
         if control is not None and control >= getattr(TASKS.get(task), "solved_at", 1.0):
             reason = f"the positional control solves {task} ({control:.3f}), so it needs no composition"
         elif above[top] < MOST:
-            reason = f"no mode's best pair lies above the trained-weights null in {MOST:.0%} of the seeds (best: {top}, {above[top]:.0%})"
+            reason = (f"no mode's best pair lies above the trained-weights null in {MOST:.0%} of the seeds (best: {top}, "
+                      f"{above[top]:.0%}; {placement(group[group['mode'] == top])})")
         elif not separated:
             reason = f"{top}'s interval overlaps another mode's"
         elif top != "K":
