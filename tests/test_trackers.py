@@ -10,16 +10,28 @@ import pytest
 
 from bench import ConfigError
 from bench.core.job import run
+from bench.trackers import log_job
 
 TINY = ("+debug=tiny", "train.steps=20", "train.eval_every=10", "train.eval_batches=1", "task=copy", "variant=standard")
 
 
-def sweep_of(make_config, tmp_path: Path, logger: str, seeds=(0,)) -> tuple[Path, list[dict]]:
-    """Jobs of one sweep (tmp_path/sweep) with the logger: their records."""
-    sweep = tmp_path / "sweep"
-    records = [run(make_config(*TINY, f"logger={logger}", f"seed={seed}"), sweep / f"seed={seed}", single_run=False, overrides=[])
-               for seed in seeds]  # fmt: skip
-    return sweep, records
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[dict, Path]:
+    """One tiny job's record (without a tracker) and its sweep directory."""
+    from bench.core.config import compose_config
+
+    sweep = tmp_path_factory.mktemp("trackers") / "sweep"
+    return run(compose_config([*TINY, "seed=0"]), sweep / "seed=0", single_run=False, overrides=[]), sweep
+
+
+def send_to(logger: str, finished: tuple[dict, Path], jobs=("seed=0",)) -> Path:
+    """The finished job's record sent to the tracker as each of `jobs` of its sweep; the sweep."""
+    from bench.core.config import compose_config
+
+    record, sweep = finished
+    for job in jobs:
+        log_job(compose_config([f"logger={logger}"]).logger, record, sweep / job, sweep)
+    return sweep
 
 
 def curve_of(record: dict, key: str) -> list[tuple[int, float]]:
@@ -32,9 +44,11 @@ def assert_same_curve(logged: list[tuple[int, float]], expected: list[tuple[int,
 
 
 def test_tensorboard_gets_one_run_directory_per_job_with_its_curve_config_and_final_metrics(make_config, tmp_path):
+    """Through the job itself, logger=tensorboard on the command line."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    sweep, (record,) = sweep_of(make_config, tmp_path, "tensorboard")
+    sweep = tmp_path / "sweep"
+    record = run(make_config(*TINY, "logger=tensorboard", "seed=0"), sweep / "seed=0", single_run=False, overrides=[])
     events = EventAccumulator(str(sweep / "tensorboard" / "seed=0"))
     events.Reload()
     logged = [(event.step, event.value) for event in events.Scalars("validation/accuracy")]
@@ -43,22 +57,22 @@ def test_tensorboard_gets_one_run_directory_per_job_with_its_curve_config_and_fi
     assert "config/text_summary" in events.Tags()["tensors"]
 
 
-def test_mlflow_gets_an_experiment_per_sweep_and_a_run_per_job(make_config, tmp_path, monkeypatch):
+def test_mlflow_gets_an_experiment_per_sweep_and_a_run_per_job(finished, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
-    sweep, records = sweep_of(make_config, tmp_path, "mlflow", seeds=(0, 1))
+    sweep = send_to("mlflow", finished, jobs=("seed=0", "seed=1"))
+    record = finished[0]
     client = MlflowClient(tracking_uri=f"file:{sweep / 'mlruns'}")
     experiment = client.get_experiment_by_name("sweep")
     runs = {run_.info.run_name: run_ for run_ in client.search_runs([experiment.experiment_id])}
-    assert sorted(runs) == ["seed=0", "seed=1"]
-    for seed, record in enumerate(records):
-        logged = runs[f"seed={seed}"]
-        history = [(metric.step, metric.value) for metric in client.get_metric_history(logged.info.run_id, "validation/accuracy")]
+    assert sorted(runs) == ["seed=0", "seed=1"], "one run per job, in the sweep's experiment"
+    for job in runs.values():
+        history = [(metric.step, metric.value) for metric in client.get_metric_history(job.info.run_id, "validation/accuracy")]
         assert_same_curve(sorted(history), curve_of(record, "validation_accuracy"))
-        assert logged.data.metrics["final_test_accuracy"] == pytest.approx(record["metrics"]["test"]["accuracy"])
-        assert logged.data.params["seed"] == str(seed) and logged.data.params["train.lr"] == str(record["config"]["train"]["lr"])
-        assert logged.info.status == "FINISHED"
+        assert job.data.metrics["final_test_accuracy"] == pytest.approx(record["metrics"]["test"]["accuracy"])
+        assert job.data.params["seed"] == "0" and job.data.params["train.lr"] == str(record["config"]["train"]["lr"])
+        assert job.info.status == "FINISHED"
 
 
 def wandb_records(path: Path) -> list[bytes]:
@@ -79,10 +93,10 @@ def wandb_records(path: Path) -> list[bytes]:
     return records
 
 
-def test_wandb_offline_gets_a_run_per_job_in_the_sweeps_group(make_config, tmp_path):
+def test_wandb_offline_gets_a_run_per_job_in_the_sweeps_group(finished):
     from wandb.proto import wandb_internal_pb2
 
-    sweep, (record,) = sweep_of(make_config, tmp_path, "wandb")
+    sweep, record = send_to("wandb", finished), finished[0]
     (run_file,) = (sweep / "wandb").glob("offline-run-*/run-*.wandb")
     history, summary, run_record = [], {}, None
     for raw in wandb_records(run_file):
