@@ -73,18 +73,7 @@ def test_every_analysis_reports_values_inside_its_declared_ranges_on_every_varia
     assert measured, f"no analysis measured {variant} at any setup"
 
 
-# reports/zoo is the untuned zoo of before the range contract (differential's signed head scores up to 1.80,
-# sigmoid's entropies below 0); the tuned zoo (issue 21) replaces it, and then these must pass.
-BEFORE_THE_CONTRACT = {"zoo/analysis_head_scores", "zoo/analysis_attention_example"}
-
-
-def committed(path: Path):
-    name = f"{path.parent.name}/{path.stem}"
-    reason = "reports/zoo predates the range contract; rebuilt with the tuned zoo"
-    return pytest.param(path, id=name, marks=pytest.mark.xfail(strict=True, reason=reason) if name in BEFORE_THE_CONTRACT else ())
-
-
-@pytest.mark.parametrize("path", [committed(path) for path in sorted(REPORTS.glob("*/analysis_*.parquet"))])
+@pytest.mark.parametrize("path", sorted(REPORTS.glob("*/analysis_*.parquet")), ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_the_committed_reports_values_lie_inside_the_declared_ranges(path):
     name = path.stem.removeprefix("analysis_").split(".")[0]  # composition.across: composition's rows across runs
     declared = ANALYSES[name]().ranges()
