@@ -367,7 +367,7 @@ def main() -> None:
         return
     from bench.core.config import register_configs  # torch and the plug-ins load only past --help
     from bench.core.job import main as run_hydra_app
-    from plugin.external import PluginImportError, load_external, share_with_workers
+    from bench.external import PluginImportError, load_external, share_with_workers
 
     try:
         names = plugin_names(args.overrides)

@@ -1,4 +1,4 @@
-"""Plug-ins from the user's own code (plugin/external.py): a variant in a file outside the repository
+"""Plug-ins from the user's own code (bench/external.py): a variant in a file outside the repository
 runs through the real command, passes the contract test by one documented command, and a module that
 cannot be imported stops everything in one line (tests/test_bad_input.py)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin import external
+from bench import external
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

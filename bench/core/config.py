@@ -31,7 +31,7 @@ from bench import CONF_DIR, CONFIG_NAME, ConfigError
 from bench.core.memory import estimate_memory, memory_limit, size
 from bench.core.model import Transformer
 from plugin import Range
-from plugin.external import load_external
+from bench.external import load_external
 from bench.trackers import LOGGERS, check_logger
 from plugin.compat import forget_stored_config
 
@@ -138,7 +138,7 @@ class Config:
     memory_limit_gb: float = ranged(0.0, 0, 1e9)  # 0: the device's memory; a job estimated above it is refused
     resume: bool = True  # skip a job whose result.json completed with the same config and code
     rerun_failed: bool = False  # with resume, run again jobs recorded as failed or diverged
-    # the user's plug-in modules (dotted names or .py files), imported when the command starts (plugin/external.py)
+    # the user's plug-in modules (dotted names or .py files), imported when the command starts (bench/external.py)
     plugins: List[str] = field(default_factory=list)
 
 

@@ -58,7 +58,7 @@ from bench.core.results import (
 )
 from bench.core.train import train
 from bench.trackers import log_job
-from plugin.external import load_external
+from bench.external import load_external
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def objective(record: dict[str, Any]) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def hydra_app(cfg: DictConfig) -> dict[str, Any]:
     """Hydra's task function: one job of the run or sweep, in whichever process the launcher runs it."""
-    load_external()  # a launcher's worker imports the user's plug-ins the command named (plugin/external.py)
+    load_external()  # a launcher's worker imports the user's plug-ins the command named (bench/external.py)
     hydra_config = HydraConfig.get()
     single_run = hydra_config.mode == RunMode.RUN
     output_dir = Path(hydra_config.runtime.output_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.report.build import UnsafeOutput, write_report
 from bench.report.records import TABLES, BaselineMismatch
-from plugin.external import PluginImportError, load_external
+from bench.external import PluginImportError, load_external
 
 
 def main(argv: list[str] | None = None) -> None:
