@@ -98,7 +98,7 @@ def save(figure: Any, path: Path) -> Path:
         picture = image.convert("RGB")
     if picture.width > MAX_WIDTH_PIXELS:
         picture = picture.resize((MAX_WIDTH_PIXELS, round(picture.height * MAX_WIDTH_PIXELS / picture.width)), Image.Resampling.LANCZOS)
-    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path)
     return path
 
 
