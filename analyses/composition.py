@@ -122,7 +122,7 @@ class Composition(Analysis):
         rows = data.rows.dropna(subset=["score"])
         best = rows.loc[rows.groupby(["run", "mode"])["score"].idxmax()]
         best = best.assign(pair=best["left"] + "→" + best["right"])
-        null = trained_null(best, pd.DataFrame(self.cross_run_rows(data), columns=["run", "other", "mode", "score"]), data)
+        null = trained_null(best, data.rows_of(f"{self.name}.across"), data)  # the report computed them once (cross_run_rows)
         best = best.merge(null, on=["setting", "task", "mode"], how="left")
         best = best.assign(null_share=[share_at_or_above(samples, score) for samples, score in zip(best["samples"], best["score"])],
                            above=[above_percentile(samples, score) for samples, score in zip(best["samples"], best["score"])])  # fmt: skip

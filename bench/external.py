@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -46,13 +47,20 @@ def load_external(names: list[str] | tuple[str, ...] = ()) -> list[str]:
     import tasks  # noqa: F401
     import variants  # noqa: F401
 
-    wanted = [*names, *named_in_environment(), *(entry.value for entry in metadata.entry_points(group=ENTRY_POINT_GROUP))]
+    wanted = [*names, *named_in_environment(), *entry_point_modules()]
     imported = []
     for name in dict.fromkeys(wanted):
         if name not in LOADED:
             LOADED[name] = import_one(name)
             imported.append(name)
     return imported
+
+
+@cache
+def entry_point_modules() -> tuple[str, ...]:
+    """The modules installed packages name in ENTRY_POINT_GROUP: read once a process (a scan of every
+    installed distribution, and load_external runs each time the configs are registered)."""
+    return tuple(entry.value for entry in metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def import_one(name: str) -> ModuleType:

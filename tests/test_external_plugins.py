@@ -32,12 +32,14 @@ def test_an_installed_packages_entry_point_is_imported_once(tmp_path, monkeypatc
     point = metadata.EntryPoint(name="probe", value="probe_lab", group=external.ENTRY_POINT_GROUP)
     monkeypatch.setattr(external.metadata, "entry_points", lambda group: [point] if group == external.ENTRY_POINT_GROUP else [])
     monkeypatch.delenv(external.PLUGINS_VARIABLE, raising=False)
+    external.entry_point_modules.cache_clear()
     try:
         assert external.load_external() == ["probe_lab"] and external.load_external() == []
         assert sys.modules["probe_lab"].IMPORTS == [1], "imported once"
     finally:
         external.LOADED.pop("probe_lab", None)
         sys.modules.pop("probe_lab", None)
+        external.entry_point_modules.cache_clear()  # the fake entry point goes with the test
 
 
 def test_the_command_line_names_its_plugins_to_the_processes_it_starts(monkeypatch):
