@@ -255,3 +255,12 @@ def test_a_compiled_training_step_trains_as_the_eager_one_does(make_config, tiny
         outcome = train(build_model(cfg), build_task(cfg), cfg.train, cfg.seed, torch.device("cpu"), progress=False, steps=5)
         losses[compiled] = [outcome.curve[-1]["train_loss"], outcome.curve[-1]["validation_loss"]]
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
+
+
+def test_subnormal_results_are_flushed_to_zero_in_torchs_worker_threads_too():
+    """bench/core/arithmetic.py: set when the configuration module is imported, before torch starts its
+    worker threads, so that every thread that splits a large operation flushes (an operation on a
+    subnormal costs many times a normal one on this project's CPUs)."""
+    smallest_normal = torch.finfo(torch.float32).tiny
+    halves = torch.full((1 << 22,), smallest_normal) / 2  # large enough to be split among the threads
+    assert (halves == 0).all()

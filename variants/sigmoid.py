@@ -34,9 +34,10 @@ from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 from variants.tiling import Tiling, future_mask, tile_view
 
-# the fastest of query blocks 64 and 128, tiles of 2^16 to 2^20 scores and 1 to 16 rows, at T = 2048;
-# a sequence of up to 128 is one block: at the zoo's 32 to 64 the second block cost more than it skipped
-TILING = Tiling(query_block=128, tile_elements=1 << 18, min_rows=4, min_query_block=128)
+# the fastest of query blocks 64, 128 and 256, tiles of 2^16 to 2^22 scores and 1 to 32 rows, at T = 2048
+# (2 cores, AVX-512); a sequence of up to 128 is one block: at the zoo's 32 to 64 the second block cost
+# more than it skipped
+TILING = Tiling(query_block=128, tile_elements=1 << 20, min_rows=16, min_query_block=128)
 
 
 class SigmoidAttention(DotProductAttention):
@@ -77,16 +78,20 @@ def gate_bias(seq_len: int) -> float:
 
 
 class GatedSum(torch.autograd.Function):
-    """sum_(j <= i) sigmoid( q_i . k_j + bias ) v_j for q, k, v (batch*heads, T, d), q already scaled."""
+    """sum_(j <= i) sigmoid( q_i . k_j + bias ) v_j for q, k, v (batch*heads, T, d), q already scaled.
+
+    The bias rides in the scores' product as one more coordinate, q'_i = [q_i, 1] and
+    k'_j = [k_j, bias], so a tile's gates take one product and one sigmoid, not a third pass."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: float) -> Tensor:
         batch_heads, seq_len, _ = q.shape
         block = TILING.block(seq_len)
         future, scores = future_mask(block, q), TILING.buffer(q, batch_heads, seq_len, block)
+        queries, keys = with_bias_coordinate(q, k, bias)
         out = torch.empty_like(v)
         for rows, start, end in TILING.tiles(batch_heads, seq_len, block):
-            gates = causal_gates(q[rows, start:end], k[rows, :end], bias, future, scores)
+            gates = causal_gates(queries[rows, start:end], keys[rows, :end], future, scores)
             torch.matmul(gates, v[rows, :end], out=out[rows, start:end])
         ctx.save_for_backward(q, k, v)
         ctx.bias = bias
@@ -100,24 +105,31 @@ class GatedSum(torch.autograd.Function):
         block = TILING.block(seq_len)
         future = future_mask(block, q)
         scores, products = (TILING.buffer(q, batch_heads, seq_len, block) for _ in range(2))
+        queries, keys = with_bias_coordinate(q, k, ctx.bias)
         grad_q = torch.empty_like(q)
         # the key-side gradients accumulate transposed, (BH, d, T), so that their products write long rows
         grad_k_t, grad_v_t = q.new_zeros(batch_heads, d, seq_len), v.new_zeros(batch_heads, v.shape[-1], seq_len)
         for rows, start, end in TILING.tiles(batch_heads, seq_len, block):
-            gates = causal_gates(q[rows, start:end], k[rows, :end], ctx.bias, future, scores)
+            gates = causal_gates(queries[rows, start:end], keys[rows, :end], future, scores)
             tile_grad = grad_out[rows, start:end]
             grad_v_t[rows, :, :end] += tile_grad.transpose(-2, -1) @ gates
             grad_scores = torch.matmul(tile_grad, v[rows, :end].transpose(-2, -1), out=tile_view(products, *gates.shape))
-            grad_scores.mul_(torch.addcmul(gates, gates, gates, value=-1, out=gates))  # a (1 - a)
+            torch.ops.aten.sigmoid_backward.grad_input(grad_scores, gates, grad_input=grad_scores)  # (g . v) a (1 - a), one pass
             torch.matmul(grad_scores, k[rows, :end], out=grad_q[rows, start:end])
             grad_k_t[rows, :, :end] += q[rows, start:end].transpose(-2, -1) @ grad_scores
         return grad_q, grad_k_t.transpose(-2, -1), grad_v_t.transpose(-2, -1), None
 
 
-def causal_gates(q: Tensor, k: Tensor, bias: float, future: Tensor, buffer: Tensor) -> Tensor:
-    """sigmoid( q_i . k_j + bias ) for a tile's queries q (rows, n, d), the last n of the keys k
-    (rows, e, d), 0 for j > i: (rows, n, e), written into buffer."""
+def with_bias_coordinate(q: Tensor, k: Tensor, bias: float) -> tuple[Tensor, Tensor]:
+    """[q_i, 1] and [k_j, bias]: (rows, T, d + 1) each, whose products are q_i . k_j + bias."""
+    rows, seq_len, _ = q.shape
+    return torch.cat((q, q.new_ones(rows, seq_len, 1)), dim=-1), torch.cat((k, k.new_full((rows, seq_len, 1), bias)), dim=-1)
+
+
+def causal_gates(q: Tensor, k: Tensor, future: Tensor, buffer: Tensor) -> Tensor:
+    """sigmoid( q_i . k_j ) for a tile's queries q (rows, n, d), the last n of the keys k (rows, e, d),
+    0 for j > i: (rows, n, e), written into buffer."""
     n, keys = q.shape[1], k.shape[1]
     gates = torch.matmul(q, k.transpose(-2, -1), out=tile_view(buffer, q.shape[0], n, keys))
     gates[..., keys - n :].add_(future[:n, :n])
-    return gates.add_(bias).sigmoid_()
+    return gates.sigmoid_()

@@ -28,12 +28,15 @@ import analyses
 import tasks
 import variants
 from bench import CONF_DIR, CONFIG_NAME, ConfigError
+from bench.core.arithmetic import flush_subnormals
 from bench.core.memory import estimate_memory, memory_limit, size
 from bench.core.model import Transformer
 from plugin import Range
 from bench.external import load_external
 from bench.trackers import LOGGERS, check_logger
 from plugin.compat import forget_stored_config
+
+flush_subnormals()  # before any computation starts torch's worker threads: see bench/core/arithmetic.py
 
 # Options of the model that the transformer passes to every variant, not config of the variant.
 VARIANT_ARGUMENTS = ("d_model", "n_heads", "max_seq_len")
