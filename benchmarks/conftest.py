@@ -13,6 +13,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--speed-ratio-length", type=int, default=None, help="T at which to check the README's time ratios (2048 as stated; unset: not checked)")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """The speed suite runs in one process: -n auto (the project's addopts, for the tests) means none
+    here, since a second worker would time against the first."""
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("numprocesses", None):
+        raise pytest.UsageError("the speed suite times one process on a quiet machine: run it without -n (or with -n 0)")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "seq_len" in metafunc.fixturenames:
         lengths = [int(t) for t in metafunc.config.getoption("--speed-lengths").split(",")]
