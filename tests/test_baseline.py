@@ -114,3 +114,23 @@ def test_a_baseline_that_is_no_report_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(mine), "--baseline", "nosuch"])
     assert exit_.value.code == 2 and "--baseline nosuch: no report there" in capsys.readouterr().err
+
+
+def test_a_committed_report_is_re_rendered_from_its_saved_runs_alone_in_its_own_directory(shipped, tmp_path):
+    """`python -m bench.report --baseline REPORT`: a report made by an older version, re-rendered by this
+    one from its tables, with the same runs under the same names (twice gives the same tables)."""
+    report, _ = shipped
+    copy = tmp_path / "zoo"
+    write_report([], copy, baseline=report)  # first into a directory of its own, then in place, twice
+    for _ in range(2):
+        main(["--baseline", str(copy)])
+        runs = load_tables(copy).runs
+        pd.testing.assert_frame_equal(runs, load_tables(report).runs)
+    text = (copy / "report.md").read_text()
+    assert text.startswith("# Report zoo, its saved runs re-rendered") and "| standard " in text
+
+
+def test_a_report_with_neither_a_sweep_nor_a_baseline_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2 and "name a sweep directory, or --baseline REPORT alone" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`python -m bench.report <sweep_dir> [<sweep_dir> ...] [--out DIR] [--speed FILE] [--baseline REPORT]`."""
+"""`python -m bench.report <sweep_dir> [<sweep_dir> ...] [--out DIR] [--speed FILE] [--baseline REPORT]`;
+`python -m bench.report --baseline REPORT [--out DIR]` re-renders a committed report from its saved runs."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.report",
         description="Gather the results of one or more sweeps into report.md, report.html, figures and tables.",
     )
-    parser.add_argument("sweep_dirs", type=Path, nargs="+", help="sweep directories (result.json files below each)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="*",
+                        help="sweep directories (result.json files below each); none, with --baseline: that report's saved runs alone, "
+                             "re-rendered by this version (into its own directory unless --out)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <sweep_dir>/report; required for several sweeps)")
     parser.add_argument("--speed", type=Path, default=None, help="a speed-suite JSON for the speed section (default: <sweep_dir>/speed.json if there is one)")
     parser.add_argument("--baseline", default=None, metavar="REPORT",
@@ -25,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         load_external()  # the user's report sections and analyses, named in the environment or by installed packages
     except PluginImportError as error:
         parser.error(str(error))
+    if not args.sweep_dirs and args.baseline is None:
+        parser.error("name a sweep directory, or --baseline REPORT alone to re-render a committed report")
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
             parser.error(f"no sweep directory at {sweep_dir}")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.core.results import process_alive
 from bench.report.protocol import select_runs
-from bench.report.records import Results, load_results, with_baseline
+from bench.report.records import Results, load_results, load_tables, with_baseline
 from bench.report.render import Section, html_page, markdown
 from bench.report.sections import SECTIONS, ReportData
 from bench.report.sections.analyses import cross_run_tables
@@ -93,6 +93,8 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
                  baseline: Path | None = None) -> Path:
     """Write the tables, figures, report.md and report.html for the sweeps (beside the runs of the
     committed report `baseline`, if given: bench.report.records.with_baseline); returns report.md.
+    With no sweeps, the baseline's runs alone, re-rendered by this version's sections (into the
+    baseline's own directory unless out_dir says otherwise).
 
     The report is built in a temporary directory beside out_dir and swapped in whole, so a report
     killed while it is written leaves the previous one intact and no half-written files. out_dir is
@@ -101,7 +103,9 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
     for sweep_dir in sweep_dirs:
         if not sweep_dir.is_dir():
             raise FileNotFoundError(f"no sweep directory at {sweep_dir}")
-    out_dir = Path(os.path.abspath(out_dir or sweep_dirs[0] / "report"))
+    if not sweep_dirs and baseline is None:
+        raise ValueError("a report needs a sweep directory, or a baseline report to re-render")
+    out_dir = Path(os.path.abspath(out_dir or (sweep_dirs[0] / "report" if sweep_dirs else baseline)))
     check_output(out_dir, sweep_dirs)
     staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     remove_abandoned_staging(out_dir)
@@ -111,14 +115,17 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
         raise UnsafeOutput(f"--out {out_dir}: cannot write beside it ({error.strerror}: {error.filename})") from error
     try:
         (staging / REPORT_MARK).write_text("written by python -m bench.report; a later report may replace this directory\n")
-        results = load_results(*sweep_dirs)
-        if baseline is not None:
-            results = with_baseline(results, baseline)
+        if not sweep_dirs:
+            results = load_tables(baseline)
+        else:
+            results = load_results(*sweep_dirs)
+            if baseline is not None:
+                results = with_baseline(results, baseline)
         data = ReportData(results, sweep_dirs, staging / "figures", speed_file)
         results.analyses.update(cross_run_tables(data))
         write_tables(results, staging)
         sections = build_sections(data)
-        title = "Sweep " + " + ".join(d.resolve().name for d in sweep_dirs) + (f", beside the baseline {Path(baseline).name}" if baseline else "")
+        title = report_title(sweep_dirs, baseline)
         (staging / "report.html").write_text(html_page(title, sections))
         (staging / "report.md").write_text(markdown(title, sections))
         shutil.rmtree(staging / "figures")  # each is in report.html
@@ -126,6 +133,12 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "report.md"
+
+
+def report_title(sweep_dirs: list[Path], baseline: Path | None) -> str:
+    if not sweep_dirs:
+        return f"Report {Path(baseline).resolve().name}, its saved runs re-rendered"
+    return "Sweep " + " + ".join(d.resolve().name for d in sweep_dirs) + (f", beside the baseline {Path(baseline).name}" if baseline else "")
 
 
 def remove_abandoned_staging(out_dir: Path) -> None:
