@@ -12,7 +12,7 @@ import torch
 
 from analyses.composition import best_scores
 from bench.core.measure import write_output, write_tensors
-from bench.report.__main__ import main
+from bench.report.__main__ import SHIPPED_BASELINES, main
 from bench.report.build import write_report
 from bench.report.records import load_tables
 from tests.test_report import result, write_results
@@ -134,3 +134,17 @@ def test_a_report_with_neither_a_sweep_nor_a_baseline_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
         main([])
     assert exit_.value.code == 2 and "name a sweep directory, or --baseline REPORT alone" in capsys.readouterr().err
+
+
+def test_every_example_report_is_shipped_and_found_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
+    """bench/baselines links to ./reports and its tables go into the wheel (pyproject's package-data), so
+    `--baseline zoo` works where there is no ./reports, as for a user of the installed package."""
+    examples = sorted(path.parent.name for path in Path("reports").glob("*/results.parquet"))
+    assert examples and all((SHIPPED_BASELINES / name / "results.parquet").is_file() for name in examples)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--baseline", "zoo"])  # found in the package, which a re-render must not write into
+    assert exit_.value.code == 2 and "re-renders the copy shipped with the package: name the directory to write with --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--baseline", "nosuch"])
+    assert f"or a shipped one ({', '.join(examples)})" in capsys.readouterr().err

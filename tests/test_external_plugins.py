@@ -66,9 +66,8 @@ def test_a_users_variant_file_runs_a_sweep_with_parallel_workers_and_passes_the_
     assert [(r["variant"], r["status"]) for r in records] == [("kerple_log", "completed")] * 2
     assert "| kerple_log" in (tmp_path / "sweep" / "report" / "report.md").read_text()
 
-    contract = [sys.executable, "-m", "pytest", "tests/test_variants.py", "tests/test_variant_references.py", "-k", "kerple_log", "-q",
-                "-p", "no:cacheprovider"]  # fmt: skip
-    done = subprocess.run(contract, cwd=REPO, env={**environment, external.PLUGINS_VARIABLE: str(variant)}, capture_output=True, text=True, timeout=300)
+    contract = [sys.executable, "-m", "pytest", "--pyargs", "bench.contract", "-k", "kerple_log", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(contract, cwd=tmp_path, env={**environment, external.PLUGINS_VARIABLE: str(variant)}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:]
     passed = int(re.search(r"(\d+) passed", done.stdout).group(1))
     assert passed >= 8 and "failed" not in done.stdout, "the contract ran over the user's variant"

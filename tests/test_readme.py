@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import test_variant_references as references
-import test_variants as contract
 
+import bench.contract.test_variants as contract
 from analyses import ANALYSES
 from bench.cli import check_command_line
 from bench.core.config import register_configs
@@ -79,10 +78,10 @@ def test_the_example_passes_the_variant_contract(example_variant, check):
     check(example_variant)
 
 
-@pytest.mark.parametrize("seq_len", references.LENGTHS)
+@pytest.mark.parametrize("seq_len", contract.LENGTHS)
 def test_the_example_matches_the_reference_it_inherits(example_variant, seq_len):
     """A score-bias variant writes no reference: DotProductAttention's naive one applies its bias."""
-    references.test_training_path_matches_the_naive_reference(example_variant, seq_len)
+    contract.test_training_path_matches_the_naive_reference(example_variant, seq_len)
 
 
 def test_the_example_is_selected_by_name_with_its_option(example_variant):

@@ -1,5 +1,5 @@
 """A finite training pool (MAD-lab's training-set size): fixed across runs and drawn lazily (that
-it alone feeds training, never the held-out sets, is in the contract of tests/test_tasks.py)."""
+it alone feeds training, never the held-out sets, is in the contract of bench/contract/test_tasks.py)."""
 from __future__ import annotations
 
 import torch

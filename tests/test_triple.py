@@ -1,5 +1,5 @@
 """Triple-product attention: exact Gram-determinant scores, the tiled kernel, numerics, bad input.
-(The variant contract itself runs in tests/test_variants.py.)"""
+(The variant contract itself runs in bench/contract/test_variants.py.)"""
 from __future__ import annotations
 
 import math

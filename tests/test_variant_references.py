@@ -1,14 +1,9 @@
-"""Every registered variant's training path against its own naive float64 reference
-(``AttentionVariant.reference``, written in the variant's file from its docstring, from the pieces
-of variants/naive.py, and sharing no code with the fast path: flash-linear-attention's rule): outputs, and
-gradients of every parameter and of the input, at T = 1, a short T, and a T that is no multiple of
-any block size (triple's 16 and 64, sigmoid's 128, simplicial's 16, linear's 64) and longer than
-every default window. Memory from torch.empty, empty_like and Tensor.new_empty is filled with NaN,
-so that a fast path reading memory it never wrote fails.
-"""
+"""The naive references beyond each variant's own (which bench/contract/test_variants.py checks over
+every registered variant): the default reference a score or mask mod inherits, its refusal where a
+variant changes more, references that follow their options, the blocked training paths across many
+blocks, and triple against simplicial."""
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 
@@ -16,61 +11,21 @@ import pytest
 import torch
 from torch import Tensor
 
-from variants import VARIANTS, AttentionVariant
+from bench.contract.test_variants import (
+    LENGTHS,
+    REFERENCE_D_MODEL,
+    REFERENCE_N_HEADS,
+    assert_training_path_matches_the_reference,
+    build,
+    nan_filled_empty,  # noqa: F401  (autouse here too: fast paths may not read unwritten memory)
+)
+from variants import VARIANTS
 from variants.dot_product import DotProductAttention
 from variants.rope import Rotary
 from variants.tiling import Tiling
 from variants.triple import gram_scores
 
-D_MODEL, N_HEADS, BATCH = 16, 2, 2  # d_head 8
-LENGTHS = [1, 13, 150]
 MAX_SEQ_LEN = max(LENGTHS)
-PARAMETER_SCALE = 0.3  # every parameter redrawn, so that no zero bias or unit gain hides an error
-
-
-@pytest.fixture(autouse=True)
-def nan_filled_empty(monkeypatch):
-    """torch.empty, torch.empty_like and Tensor.new_empty hand out floating memory full of NaN."""
-    for owner, name in ((torch, "empty"), (torch, "empty_like"), (torch.Tensor, "new_empty")):
-        allocate = getattr(owner, name)
-
-        @functools.wraps(allocate)
-        def allocate_nan(*args, _allocate=allocate, **kwargs):
-            tensor = _allocate(*args, **kwargs)
-            return tensor.fill_(math.nan) if tensor.is_floating_point() else tensor
-
-        monkeypatch.setattr(owner, name, allocate_nan)
-
-
-def test_uninitialised_memory_reads_as_nan():
-    like = torch.zeros(3, dtype=torch.float64)
-    for tensor in (torch.empty(3), torch.empty_like(like), like.new_empty(3)):
-        assert tensor.isnan().all()
-
-
-def rotates(variant: AttentionVariant) -> bool:
-    """RoPE's tables are single precision (variants/rope.py): a variant that rotates agrees with its
-    float64 reference to about 1e-7, any other to about 1e-12."""
-    return any(isinstance(module, Rotary) for module in variant.modules())
-
-
-def build(name: str, **options) -> AttentionVariant:
-    torch.manual_seed(0)
-    variant_class = VARIANTS[name]
-    d_model = max(D_MODEL, math.ceil(variant_class.least_d_model(MAX_SEQ_LEN) / N_HEADS) * N_HEADS)
-    variant = variant_class(d_model, N_HEADS, MAX_SEQ_LEN, **options).double()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in variant.parameters():
-            parameter.copy_(PARAMETER_SCALE * torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
-    return variant
-
-
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_every_registered_variant_defines_a_working_reference(name):
-    variant = build(name)
-    y = variant.reference(torch.randn(BATCH, 5, variant.d_model, dtype=torch.float64))
-    assert y.shape == (BATCH, 5, variant.d_model) and y.dtype == torch.float64 and y.isfinite().all()
 
 
 class LearnedDecay(DotProductAttention):
@@ -92,7 +47,7 @@ class LearnedDecay(DotProductAttention):
 @pytest.mark.parametrize("seq_len", LENGTHS)
 def test_a_variant_that_changes_only_the_score_mod_gets_a_reference_for_free(seq_len):
     torch.manual_seed(0)
-    variant = LearnedDecay(D_MODEL, N_HEADS, MAX_SEQ_LEN).double()
+    variant = LearnedDecay(REFERENCE_D_MODEL, REFERENCE_N_HEADS, MAX_SEQ_LEN).double()
     assert_training_path_matches_the_reference(variant, seq_len)
 
 
@@ -102,33 +57,7 @@ def test_a_dot_product_variant_that_changes_more_than_a_score_mod_must_write_its
             return scores.softmax(-1).square()
 
     with pytest.raises(NotImplementedError, match="^Renormalised overrides normalise: .* write its reference"):
-        Renormalised(D_MODEL, N_HEADS, 8).reference(torch.zeros(1, 2, D_MODEL, dtype=torch.float64))
-
-
-def output_and_gradients(output: Tensor, variant: AttentionVariant, x: Tensor, grad_output: Tensor) -> dict[str, Tensor]:
-    names, parameters = zip(*variant.named_parameters())
-    gradients = torch.autograd.grad(output, (x, *parameters), grad_output, allow_unused=True, materialize_grads=True)
-    return {"output": output.detach(), "input": gradients[0], **dict(zip(names, gradients[1:]))}
-
-
-def assert_training_path_matches_the_reference(variant: AttentionVariant, seq_len: int) -> None:
-    generator = torch.Generator().manual_seed(2)
-    width = variant.d_model
-    x = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64, requires_grad=True)
-    grad_output = torch.randn(BATCH, seq_len, width, generator=generator, dtype=torch.float64)
-    fast = output_and_gradients(variant(x)[0], variant, x, grad_output)
-    naive = output_and_gradients(variant.reference(x), variant, x, grad_output)
-    tolerance = 1e-6 if rotates(variant) else 1e-10
-    for key, expected in naive.items():
-        scale = expected.abs().max().item()
-        assert scale > 0 or key != "output", "a zero output compares nothing"
-        torch.testing.assert_close(fast[key], expected, rtol=tolerance, atol=tolerance * max(scale, 1.0), msg=lambda m: f"{key}: {m}")
-
-
-@pytest.mark.parametrize("seq_len", LENGTHS)
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_training_path_matches_the_naive_reference(name, seq_len):
-    assert_training_path_matches_the_reference(build(name), seq_len)
+        Renormalised(REFERENCE_D_MODEL, REFERENCE_N_HEADS, 8).reference(torch.zeros(1, 2, REFERENCE_D_MODEL, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(

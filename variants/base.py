@@ -33,7 +33,7 @@ W_O, for composition scores) where its scores are a bilinear form of the stream,
 Every variant writes ``reference(x)``: its output y for x computed naively, in float64 (the layer
 and x in float64), straight from the equations in its file's docstring and from its own
 parameters, sharing no code with ``forward`` (flash-linear-attention's rule: the pieces are in
-variants/naive.py). ``tests/test_variant_references.py`` holds every registered variant's training
+variants/naive.py). ``bench/contract/test_variants.py`` holds every registered variant's training
 path to it, outputs and gradients, so a new variant file needs no test of its own for its
 equations. A ``DotProductAttention`` that changes only ``score_bias`` and ``key_mask`` inherits one.
 A variant whose shape grows with the context (a constructed circuit's position codes) says how

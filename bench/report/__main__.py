@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import bench
 from bench.report.build import UnsafeOutput, write_report
 from bench.report.records import TABLES, BaselineMismatch
 from bench.external import PluginImportError, load_external
+
+# The example reports' saved tables, shipped inside the package (a link to ./reports in the checkout;
+# their Parquet files copied into the wheel), so that an installed copy compares against them too.
+SHIPPED_BASELINES = Path(bench.__file__).resolve().parent / "baselines"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,9 +44,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no speed file at {args.speed}")
     baseline = None
     if args.baseline is not None:
-        baseline = next((d for d in (Path(args.baseline), Path("reports") / args.baseline) if (d / f"{TABLES[0]}.parquet").is_file()), None)
+        places = (Path(args.baseline), Path("reports") / args.baseline, SHIPPED_BASELINES / args.baseline)
+        baseline = next((d for d in places if (d / f"{TABLES[0]}.parquet").is_file()), None)
         if baseline is None:
-            parser.error(f"--baseline {args.baseline}: no report there; allowed: a report directory (with {TABLES[0]}.parquet) or a name under ./reports")
+            shipped = ", ".join(sorted(d.name for d in SHIPPED_BASELINES.glob("*") if (d / f"{TABLES[0]}.parquet").is_file()))
+            parser.error(f"--baseline {args.baseline}: no report there; allowed: a report directory (with {TABLES[0]}.parquet), "
+                         f"a name under ./reports, or a shipped one ({shipped})")  # fmt: skip
+        if not args.sweep_dirs and args.out is None and baseline not in places[:2]:
+            parser.error(f"--baseline {args.baseline} alone re-renders the copy shipped with the package: name the directory to write with --out")
     try:
         report = write_report(args.sweep_dirs, args.out, args.speed, baseline)
     except (UnsafeOutput, BaselineMismatch) as error:
