@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench import ConfigError
+from bench.core.results import dotted
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,6 @@ def curve_metrics(point: dict[str, Any]) -> dict[str, float]:
 def final_metrics(record: dict[str, Any]) -> dict[str, float]:
     return {f"final/{split}_{key}": float(value) for split, values in (record.get("metrics") or {}).items()
             for key, value in values.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}  # fmt: skip
-
-
-def flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    items = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            items.update(flat(value, f"{prefix}{key}."))
-        else:
-            items[f"{prefix}{key}"] = str(value)
-    return items
 
 
 def log_job(logger: DictConfig, record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> None:
@@ -105,7 +96,7 @@ def to_mlflow(logger: DictConfig, record: dict[str, Any], job_dir: Path, sweep_d
     run = client.create_run(experiment_id, run_name=job_dir.name, tags={"variant": str(record.get("variant")), "task": str(record.get("task"))})
     metrics = [Metric(key, value, 0, point.get("step", 0)) for point in record.get("curve") or [] for key, value in curve_metrics(point).items()]
     metrics += [Metric(key.replace("/", "_"), value, 0, 0) for key, value in final_metrics(record).items()]
-    params = [Param(key, value[:6000]) for key, value in flat(record.get("config") or {}).items()]
+    params = [Param(key, str(value)[:6000]) for key, value in dotted(record.get("config") or {}).items()]
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params and 1,000 metrics a batch
         client.log_batch(run.info.run_id, params=params[start : start + 100])
     for start in range(0, len(metrics), 1000):

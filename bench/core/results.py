@@ -367,3 +367,17 @@ def git(arguments: list[str], root: Path = REPO_ROOT) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return completed.stdout.strip()
+
+
+def dotted(config: dict[str, Any], skip: tuple[str, ...] = (), prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys ({"train": {"lr": 0.1}} -> {"train.lr": 0.1}), lists
+    as their text, leaving out the top-level keys in skip."""
+    flat = {}
+    for key, value in config.items():
+        if key in skip and not prefix:
+            continue
+        if isinstance(value, dict):
+            flat.update(dotted(value, prefix=f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if not isinstance(value, list) else str(value)
+    return flat

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.core.config import RUN_CONTROL_KEYS
 from bench.core.measure import stored_rows
-from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, process_alive, read_json, read_result, record_problem
+from bench.core.results import JOBS_FILE, RESULT_FILE, UNSTARTABLE_FILE, dotted, process_alive, read_json, read_result, record_problem
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = ["variant", "task", "seed", "status"]
@@ -186,7 +186,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
     row.update({f"code_{part}": code.get(part) for part in CODE_PARTS})  # what --baseline compares (baseline_conflicts)
     row["started_at"] = record.get("started_at")
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    row.update(flatten(config))
+    row.update(dotted(config, skip=("analysis", "protocol")))  # analysis options travel with each analysis's output; the protocol is the report's
     protocol = config.get("protocol") if isinstance(config.get("protocol"), dict) else DEFAULT_PROTOCOL
     row["protocol.select_on"] = ",".join(protocol.get("select_on") or [])  # each run carries its own report protocol
     row["protocol.score"] = protocol.get("score", "none")
@@ -203,20 +203,6 @@ def steps_to_grok(curve: Any, threshold: float = GROKKED, window: int = GROKKING
     below = (smoothed < threshold).to_numpy().nonzero()[0]
     first = below[-1] + 1 if len(below) else 0
     return int(points["step"].iloc[first]) if first < len(points) else None
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if key in ("analysis", "protocol") and not prefix:
-            continue  # analysis options travel with each analysis's output; the protocol is the report's
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if not isinstance(value, list) else str(value)
-    return flat
-
-
 
 
 def load_tables(report_dir: Path) -> Results:
