@@ -118,33 +118,45 @@ def panels_per_row(panel_width_inches: float, panels: int) -> int:
 
 
 def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: Path, ylim: tuple[float, float] | None = (0, 1.02)) -> Path:
-    """One panel per row x col value: a bar per setting at the mean over seeds (with its 95%
-    interval) and a black dot per seed, so that a mean never hides its spread. Panels wrap into
-    rows, so that the figure stays readable however many tasks or settings it shows."""
+    """One panel per row x col value: a horizontal bar per setting at the mean over seeds (with its
+    95% interval) and a black dot per seed, so that a mean never hides its spread. Settings are read
+    down the side, horizontally, each panel listing only its own (an experiment of many difficulty
+    points and tasks has long labels and panels that share few); panels wrap into rows. `ylabel`
+    names the value, on the bars' axis."""
     plt, sns = pyplot(), seaborn()
     panels = [(row_value, col_value) for row_value in sorted(frame[row].unique()) for col_value in sorted(frame[col].unique())
               if ((frame[row] == row_value) & (frame[col] == col_value)).any()]  # fmt: skip
-    order = sorted(frame["setting"].unique())
     colours = setting_colours(frame[["setting", "variant"]].itertuples(index=False))
-    width = max(3.2, 0.55 * len(order) + 1.2)
+    labels = {setting: short_label(setting) for setting in colours}
+    most = max(frame[(frame[row] == r) & (frame[col] == c)]["setting"].nunique() for r, c in panels)
+    width = 3.6 + LABEL_INCHES_PER_CHARACTER * max(len(label) for label in labels.values())
     across = panels_per_row(width, len(panels))
     down = -(-len(panels) // across)
-    figure, axes = plt.subplots(down, across, figsize=(width * across, 3.4 * down), squeeze=False, constrained_layout=True)
+    figure, axes = plt.subplots(down, across, figsize=(width * across, (0.9 + 0.3 * most) * down), squeeze=False, constrained_layout=True)
     for index, axis in enumerate(axes.flat):
         if index >= len(panels):
             axis.set_visible(False)
             continue
         row_value, col_value = panels[index]
         subset = frame[(frame[row] == row_value) & (frame[col] == col_value)]
-        sns.barplot(data=subset, x="setting", y=value, hue="setting", order=order, hue_order=order, palette=colours,
+        order = sorted(subset["setting"].unique())
+        sns.barplot(data=subset, y="setting", x=value, hue="setting", order=order, hue_order=order, palette=colours, orient="h",
                     errorbar=seed_band, alpha=0.7, legend=False, ax=axis)  # fmt: skip
-        sns.stripplot(data=subset, x="setting", y=value, order=order, color="black", size=4, jitter=0.15, ax=axis)
+        sns.stripplot(data=subset, y="setting", x=value, order=order, color="black", size=4, jitter=0.15, orient="h", ax=axis)
         axis.set_title(f"{row_value}: {col_value}", fontsize=10)
-        axis.set_xlabel("")
-        axis.set_ylabel(ylabel if index % across == 0 else "")
-        axis.tick_params(axis="x", rotation=40, labelsize=8)
-        for label in axis.get_xticklabels():
-            label.set_horizontalalignment("right")
+        axis.set_yticks(range(len(order)), [labels[setting] for setting in order], fontsize=8)
+        axis.set_ylabel("")
+        axis.set_xlabel(ylabel, fontsize=9)
         if ylim is not None:
-            axis.set_ylim(*ylim)
+            axis.set_xlim(*ylim)
     return save(figure, path)
+
+
+# Room for a setting's label beside the bars (8-point text), per character.
+LABEL_INCHES_PER_CHARACTER = 0.065
+
+
+def short_label(setting: str) -> str:
+    """A setting's label without the config groups' prefixes ('task.seq_len=64' -> 'seq_len=64'): the
+    key names alone say which option it is."""
+    return " ".join(part.split(".", 1)[-1] if "=" in part else part for part in setting.split())

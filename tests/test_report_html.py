@@ -92,3 +92,24 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     caption, visible, width, screen = first_screen
     assert caption.startswith("Figure 1: Verdict per variant") and visible, "the verdict heatmap is on the first screen"
     assert width <= screen, "and no wider than it"
+
+
+def test_bar_panels_list_only_their_own_settings_down_the_side_without_group_prefixes(tmp_path, monkeypatch):
+    """An experiment of many tasks and difficulty points (MAD's) gives long setting labels and panels that
+    share few settings: each panel lists its own, horizontally, and its figure is as tall as they need."""
+    import pandas as pd
+
+    from plugin import plotting
+
+    captured = {}
+    monkeypatch.setattr(plotting, "save", lambda figure, path: captured.setdefault("figure", figure) and path)
+    rows = [{"setting": f"{variant} task.seq_len={length}", "variant": variant, "task": task, "metric": "test accuracy", "value": 0.5 + 0.1 * seed}
+            for task, lengths in (("fuzzy_recall", (64, 128)), ("selective_copy", (64,))) for length in lengths
+            for variant in ("standard", "sliding_window") for seed in range(2)]  # fmt: skip
+    plotting.bars_with_points(pd.DataFrame(rows), "value", col="task", row="metric", ylabel="test accuracy", path=tmp_path / "bars.png")
+    axes = [axis for axis in captured["figure"].axes if axis.get_visible()]
+    labels = [[label.get_text() for label in axis.get_yticklabels()] for axis in axes]
+    assert labels == [["sliding_window seq_len=128", "sliding_window seq_len=64", "standard seq_len=128", "standard seq_len=64"],
+                      ["sliding_window seq_len=64", "standard seq_len=64"]]  # fmt: skip
+    assert all(label.get_rotation() == 0 for axis in axes for label in axis.get_yticklabels())
+    assert [axis.get_xlabel() for axis in axes] == ["test accuracy"] * 2
