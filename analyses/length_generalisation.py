@@ -25,7 +25,7 @@ from typing import Annotated
 from omegaconf import DictConfig
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from plugin.plotting import by_setting, panels_per_row, save, seaborn
+from plugin.plotting import by_setting, legend_per_panel, own_legends, panels_per_row, save, seaborn
 from plugin.statistics import INTERVAL_NOTE, describe, seed_band
 from plugin import Range
 from tasks import TASKS
@@ -84,11 +84,13 @@ class LengthGeneralisation(Analysis):
     def section(self, data: SectionData) -> list[Block]:
         sns = seaborn()
         rows = data.rows
+        per_panel = own_legends(rows, "task")
         grid = sns.relplot(
-            data=rows, x="length", y="accuracy", col="task", col_wrap=panels_per_row(3.2 * 1.3, rows["task"].nunique()), kind="line",
-            markers=True, errorbar=seed_band,
-            facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(rows),
+            data=rows, x="length", y="accuracy", col="task", col_wrap=1 if per_panel else panels_per_row(3.2 * 1.3, rows["task"].nunique()),
+            kind="line", markers=True, errorbar=seed_band, facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(rows),
         )  # fmt: skip
+        if per_panel:
+            legend_per_panel(grid, rows, "task")
         for task, axis in grid.axes_dict.items():
             chance = rows[rows["task"] == task].groupby("length")["chance"].first()
             axis.plot(chance.index, chance.values, color="grey", linestyle=":", label="chance")

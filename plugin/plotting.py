@@ -111,6 +111,30 @@ def by_setting(frame) -> dict:
     return {"hue": "setting", "hue_order": order, "palette": colours, "style": "setting", "style_order": order}
 
 
+# Past this many settings in one figure, and panels that each show only some of them, a shared legend
+# lists dozens of lines beside a few small panels: each panel gets its own legend instead.
+MAX_SHARED_LEGEND = 8
+
+
+def own_legends(frame, facet: str) -> bool:
+    """Whether the settings of a figure faceted on `facet` are best named panel by panel (legend_per_panel):
+    more than MAX_SHARED_LEGEND of them, and no panel showing them all."""
+    settings = frame["setting"].nunique()
+    return settings > MAX_SHARED_LEGEND and frame.groupby(facet)["setting"].nunique().max() < settings
+
+
+def legend_per_panel(grid: Any, frame, facet: str) -> None:
+    """Replace a seaborn FacetGrid's shared legend (hue and style by setting) by one legend per panel
+    beside it, naming only that panel's settings, without the config groups' prefixes. Draw the grid
+    one panel per row (col_wrap=1), so that a legend has the room to its right."""
+    handles = dict(zip((text.get_text() for text in grid.legend.texts), grid.legend.legend_handles))
+    grid.legend.remove()
+    for value, axis in grid.axes_dict.items():
+        own = sorted(frame.loc[frame[facet] == value, "setting"].unique())
+        axis.legend([handles[setting] for setting in own], [short_label(setting) for setting in own], loc="upper left",
+                    bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)  # fmt: skip
+
+
 def panels_per_row(panel_width_inches: float, panels: int) -> int:
     """How many panels of this width a figure row holds within MAX_WIDTH_PIXELS: for col_wrap, and
     for figures that lay out their own panels."""

@@ -113,3 +113,23 @@ def test_bar_panels_list_only_their_own_settings_down_the_side_without_group_pre
                       ["sliding_window seq_len=64", "standard seq_len=64"]]  # fmt: skip
     assert all(label.get_rotation() == 0 for axis in axes for label in axis.get_yticklabels())
     assert [axis.get_xlabel() for axis in axes] == ["test accuracy"] * 2
+
+
+def test_many_settings_split_between_panels_get_a_legend_beside_each_panel_naming_its_own(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from bench.report import figures
+    from plugin import plotting
+
+    captured = {}
+    monkeypatch.setattr(figures, "save", lambda figure, path: captured.setdefault("figure", figure) and path)
+    curves = pd.DataFrame([{"run": f"{task}{length}{seed}", "setting": f"standard task.seq_len={length}", "variant": "standard", "task": task,
+                            "seed": seed, "step": step, "test_accuracy": 0.1 * step + 0.01 * seed}
+                           for task, lengths in (("copy", range(10, 16)), ("induction", range(20, 24))) for length in lengths
+                           for seed in range(2) for step in range(3)])  # fmt: skip
+    assert curves["setting"].nunique() > plotting.MAX_SHARED_LEGEND
+    figures.learning_curves(curves, "test_accuracy", "test accuracy", tmp_path / "curves.png")
+    figure = captured["figure"]
+    assert not figure.legends, "no shared legend of every setting"
+    legends = {axis.get_title(): [text.get_text() for text in axis.get_legend().get_texts()] for axis in figure.axes}
+    assert legends == {"copy": [f"standard seq_len={n}" for n in range(10, 16)], "induction": [f"standard seq_len={n}" for n in range(20, 24)]}
