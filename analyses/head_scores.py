@@ -133,7 +133,7 @@ class HeadScores(Analysis):
                    include_groups=False)
             .reset_index()
         )  # fmt: skip
-        path = bars_with_points(best, "score", col="pattern", row="task", ylabel="best head's score", path=data.figure_path("best"))
+        path = bars_with_points(best, "score", col="pattern", row="task", value_label="best head's score", path=data.figure_path("best"))
         return [
             "Each run's highest-scoring head per pattern (scores in [0, 1], TransformerLens's mul convention on attention shares "
             "|a| / Σ|a|, which for signed or gated weights is the share of the row's weight on the pattern; BOS and "

@@ -25,7 +25,7 @@ from typing import Annotated
 from omegaconf import DictConfig
 
 from analyses.base import Analysis, Block, Figure, Measurement, SectionData, TrainedRun
-from plugin.plotting import by_setting, legend_per_panel, own_legends, panels_per_row, save, seaborn
+from plugin.plotting import panels_per_row, save, settings_relplot
 from plugin.statistics import INTERVAL_NOTE, describe, seed_band
 from plugin import Range
 from tasks import TASKS
@@ -82,15 +82,11 @@ class LengthGeneralisation(Analysis):
         return Measurement(rows)
 
     def section(self, data: SectionData) -> list[Block]:
-        sns = seaborn()
         rows = data.rows
-        per_panel = own_legends(rows, "task")
-        grid = sns.relplot(
-            data=rows, x="length", y="accuracy", col="task", col_wrap=1 if per_panel else panels_per_row(3.2 * 1.3, rows["task"].nunique()),
-            kind="line", markers=True, errorbar=seed_band, facet_kws={"sharex": False}, height=3.2, aspect=1.3, **by_setting(rows),
+        grid = settings_relplot(
+            rows, "task", panels_per_row(3.2 * 1.3, rows["task"].nunique()), x="length", y="accuracy", markers=True,
+            errorbar=seed_band, facet_kws={"sharex": False}, height=3.2, aspect=1.3,
         )  # fmt: skip
-        if per_panel:
-            legend_per_panel(grid, rows, "task")
         for task, axis in grid.axes_dict.items():
             chance = rows[rows["task"] == task].groupby("length")["chance"].first()
             axis.plot(chance.index, chance.values, color="grey", linestyle=":", label="chance")

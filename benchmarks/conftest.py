@@ -13,6 +13,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--speed-ratio-length", type=int, default=None, help="T at which to check the README's time ratios (2048 as stated; unset: not checked)")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: no error where it is not installed
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """The speed suite runs in one process: -n auto (the project's addopts, for the tests) means none
     here, since a second worker would time against the first."""

@@ -116,23 +116,21 @@ def by_setting(frame) -> dict:
 MAX_SHARED_LEGEND = 8
 
 
-def own_legends(frame, facet: str) -> bool:
-    """Whether the settings of a figure faceted on `facet` are best named panel by panel (legend_per_panel):
-    more than MAX_SHARED_LEGEND of them, and no panel showing them all."""
-    settings = frame["setting"].nunique()
-    return settings > MAX_SHARED_LEGEND and frame.groupby(facet)["setting"].nunique().max() < settings
-
-
-def legend_per_panel(grid: Any, frame, facet: str) -> None:
-    """Replace a seaborn FacetGrid's shared legend (hue and style by setting) by one legend per panel
-    beside it, naming only that panel's settings, without the config groups' prefixes. Draw the grid
-    one panel per row (col_wrap=1), so that a legend has the room to its right."""
-    handles = dict(zip((text.get_text() for text in grid.legend.texts), grid.legend.legend_handles))
-    grid.legend.remove()
-    for value, axis in grid.axes_dict.items():
-        own = sorted(frame.loc[frame[facet] == value, "setting"].unique())
-        axis.legend([handles[setting] for setting in own], [short_label(setting) for setting in own], loc="upper left",
-                    bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)  # fmt: skip
+def settings_relplot(frame, facet: str, col_wrap: int, **relplot: Any) -> Any:
+    """seaborn.relplot of lines by setting (by_setting), one panel per `facet` value, col_wrap panels a
+    row. Where the settings are more than MAX_SHARED_LEGEND and no panel shows them all (an experiment
+    of many tasks and difficulty points), each panel gets a legend beside it naming only its own
+    settings without the config groups' prefixes, one panel a row, instead of one legend of them all."""
+    per_panel = frame["setting"].nunique() > MAX_SHARED_LEGEND and frame.groupby(facet)["setting"].nunique().max() < frame["setting"].nunique()
+    grid = seaborn().relplot(data=frame, col=facet, col_wrap=1 if per_panel else col_wrap, kind="line", **by_setting(frame), **relplot)
+    if per_panel:
+        handles = dict(zip((text.get_text() for text in grid.legend.texts), grid.legend.legend_handles))
+        grid.legend.remove()
+        for value, axis in grid.axes_dict.items():
+            own = sorted(frame.loc[frame[facet] == value, "setting"].unique())
+            axis.legend([handles[setting] for setting in own], [short_label(setting) for setting in own], loc="upper left",
+                        bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)  # fmt: skip
+    return grid
 
 
 def panels_per_row(panel_width_inches: float, panels: int) -> int:
@@ -141,12 +139,13 @@ def panels_per_row(panel_width_inches: float, panels: int) -> int:
     return max(1, min(panels, int(MAX_WIDTH_PIXELS / DPI // panel_width_inches)))
 
 
-def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: Path, ylim: tuple[float, float] | None = (0, 1.02)) -> Path:
+def bars_with_points(frame, value: str, col: str, row: str, value_label: str, path: Path,
+                     value_lim: tuple[float, float] | None = (0, 1.02)) -> Path:
     """One panel per row x col value: a horizontal bar per setting at the mean over seeds (with its
     95% interval) and a black dot per seed, so that a mean never hides its spread. Settings are read
     down the side, horizontally, each panel listing only its own (an experiment of many difficulty
-    points and tasks has long labels and panels that share few); panels wrap into rows. `ylabel`
-    names the value, on the bars' axis."""
+    points and tasks has long labels and panels that share few); panels wrap into rows. value_label
+    and value_lim name and bound the bars' axis."""
     plt, sns = pyplot(), seaborn()
     panels = [(row_value, col_value) for row_value in sorted(frame[row].unique()) for col_value in sorted(frame[col].unique())
               if ((frame[row] == row_value) & (frame[col] == col_value)).any()]  # fmt: skip
@@ -170,9 +169,9 @@ def bars_with_points(frame, value: str, col: str, row: str, ylabel: str, path: P
         axis.set_title(f"{row_value}: {col_value}", fontsize=10)
         axis.set_yticks(range(len(order)), [labels[setting] for setting in order], fontsize=8)
         axis.set_ylabel("")
-        axis.set_xlabel(ylabel, fontsize=9)
-        if ylim is not None:
-            axis.set_xlim(*ylim)
+        axis.set_xlabel(value_label, fontsize=9)
+        if value_lim is not None:
+            axis.set_xlim(*value_lim)
     return save(figure, path)
 
 

@@ -11,7 +11,7 @@ from bench.core.config import compose_config, register_configs
 
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread in each of several pytest-xdist workers (addopts' -n auto): on 2 cores, two
-    workers of two threads each ran the default tests in 236 s, one thread each in 115 s, and one
+    workers of two threads each ran the default tests in 236 s, one thread each in 105 to 115 s, and one
     process of two threads in 205 s."""
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         torch.set_num_threads(1)

@@ -18,6 +18,7 @@ from bench.report.records import load_tables
 from tests.test_report import result, write_results
 
 
+REPO = Path(__file__).resolve().parent.parent
 CODE = {"core": "c0re", "tasks": "ta5k", "variants": "any"}
 
 
@@ -139,7 +140,7 @@ def test_a_report_with_neither_a_sweep_nor_a_baseline_is_refused(capsys):
 def test_every_example_report_is_shipped_and_found_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
     """bench/baselines links to ./reports and its tables go into the wheel (pyproject's package-data), so
     `--baseline zoo` works where there is no ./reports, as for a user of the installed package."""
-    examples = sorted(path.parent.name for path in Path("reports").glob("*/results.parquet"))
+    examples = sorted(path.parent.name for path in (REPO / "reports").glob("*/results.parquet"))
     assert examples and all((SHIPPED_BASELINES / name / "results.parquet").is_file() for name in examples)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:

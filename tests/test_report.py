@@ -209,6 +209,8 @@ def test_the_speed_section_uses_only_the_reports_own_variants(sweep, tmp_path):
     assert "11.00 ms (1.10× sdpa, 18% of peak)" in text and "alibi" not in text, "alibi did not run in this sweep"
     assert figure(tmp_path / "out" / "report.md", "time against T") and figure(tmp_path / "out" / "report.md", "GFLOP/s")
     assert "## Speed" not in write_report(sweep, tmp_path / "none").read_text(), "no speed file of its own: no speed section"
+    again = write_report([], tmp_path / "again", baseline=tmp_path / "out").read_text()
+    assert "11.00 ms (1.10× sdpa, 18% of peak)" in again, "the timings are kept with the tables: a re-rendered report keeps its speed section"
 
 
 def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):

@@ -106,7 +106,7 @@ def test_bar_panels_list_only_their_own_settings_down_the_side_without_group_pre
     rows = [{"setting": f"{variant} task.seq_len={length}", "variant": variant, "task": task, "metric": "test accuracy", "value": 0.5 + 0.1 * seed}
             for task, lengths in (("fuzzy_recall", (64, 128)), ("selective_copy", (64,))) for length in lengths
             for variant in ("standard", "sliding_window") for seed in range(2)]  # fmt: skip
-    plotting.bars_with_points(pd.DataFrame(rows), "value", col="task", row="metric", ylabel="test accuracy", path=tmp_path / "bars.png")
+    plotting.bars_with_points(pd.DataFrame(rows), "value", col="task", row="metric", value_label="test accuracy", path=tmp_path / "bars.png")
     axes = [axis for axis in captured["figure"].axes if axis.get_visible()]
     labels = [[label.get_text() for label in axis.get_yticklabels()] for axis in axes]
     assert labels == [["sliding_window seq_len=128", "sliding_window seq_len=64", "standard seq_len=128", "standard seq_len=64"],

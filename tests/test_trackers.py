@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -98,10 +99,14 @@ def test_wandb_offline_gets_a_run_per_job_in_the_sweeps_group(finished):
 
     sweep, record = send_to("wandb", finished), finished[0]
     (run_file,) = (sweep / "wandb").glob("offline-run-*/run-*.wandb")
+    records = []
+    for _ in range(300):  # W&B's service process may still be writing after run.finish(): its last record is the run's exit
+        records = [wandb_internal_pb2.Record.FromString(raw) for raw in wandb_records(run_file)]
+        if any(parsed.WhichOneof("record_type") == "exit" for parsed in records):
+            break
+        time.sleep(0.1)
     history, summary, run_record = [], {}, None
-    for raw in wandb_records(run_file):
-        parsed = wandb_internal_pb2.Record()
-        parsed.ParseFromString(raw)
+    for parsed in records:
         kind = parsed.WhichOneof("record_type")
         if kind == "history":
             history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in parsed.history.item})

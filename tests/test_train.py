@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -260,7 +262,10 @@ def test_a_compiled_training_step_trains_as_the_eager_one_does(make_config, tiny
 def test_subnormal_results_are_flushed_to_zero_in_torchs_worker_threads_too():
     """bench/core/arithmetic.py: set when the configuration module is imported, before torch starts its
     worker threads, so that every thread that splits a large operation flushes (an operation on a
-    subnormal costs many times a normal one on this project's CPUs)."""
-    smallest_normal = torch.finfo(torch.float32).tiny
-    halves = torch.full((1 << 22,), smallest_normal) / 2  # large enough to be split among the threads
-    assert (halves == 0).all()
+    subnormal costs many times a normal one on this project's CPUs). In a fresh process of two threads,
+    as a command starts: this test process may run one thread (pytest-xdist's workers)."""
+    check = ("import bench.core.config, torch; torch.set_num_threads(2); "
+             "halves = torch.full((1 << 22,), torch.finfo(torch.float32).tiny) / 2; print(int((halves != 0).sum()))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0", f"{done.stdout.strip()} of 4,194,304 subnormal results were not flushed"

@@ -43,7 +43,7 @@ def test_chance_content_and_difficulty_are_declared(name):
     task = TASKS[name]()
     assert 0 < task.chance_accuracy <= 0.5
     assert set(task.content_tokens) <= set(range(task.vocab_size)) and len(task.content_tokens) >= 2
-    assert set(task.difficulty_axes) <= set(TASKS[name].__init__.__kwdefaults__)
+    assert set(task.difficulty_axes) <= set(TASKS[name].__init__.__kwdefaults__ or {})
 
 
 @all_tasks
@@ -71,7 +71,7 @@ def test_held_out_splits_come_from_their_own_stream(name, split):
     assert torch.equal(task.evaluation_set(split, 8, stream(5)).inputs, task.evaluation_set(split, 8, stream(5)).inputs)
 
 
-@pytest.mark.parametrize("name", [name for name in sorted(TASKS) if "train_examples" in TASKS[name].__init__.__kwdefaults__])
+@pytest.mark.parametrize("name", [name for name in sorted(TASKS) if "train_examples" in (TASKS[name].__init__.__kwdefaults__ or {})])
 def test_a_training_pool_feeds_training_and_never_the_held_out_sets(name):
     task = TASKS[name](train_examples=32)
     pool = {tuple(row) for row in task.train_set().inputs.tolist()}

@@ -6,6 +6,7 @@ and the files it writes.
     results.parquet                 one row per run: identity, status, metrics, flattened config
     curves / slices                 one row per run and evaluation step / test-set slice value
     analysis_<name>                 one row per run and analysis row
+    speed.json                      the speed suite's timings its speed section read, if any
 
 Every section rests on the same runs (bench.report.protocol) and reports test-set numbers. A
 section that fails is named in the report, and the others are still written.
@@ -26,6 +27,7 @@ from bench.report.records import Results, load_results, load_tables, with_baseli
 from bench.report.render import Section, html_page, markdown
 from bench.report.sections import SECTIONS, ReportData
 from bench.report.sections.analyses import cross_run_tables
+from bench.report.sections.speed import SWEEP_SPEED_FILE, default_speed_file
 from plugin.statistics import describe
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def write_tables(results: Results, out_dir: Path) -> None:
 # Written into every report directory: the mark that lets a later build replace it.
 REPORT_MARK = ".attention-bench-report"
 # What a report directory holds (a report from before the mark is known by these alone).
-REPORT_ENTRIES = ("report.md", "report.html", "figures", "*.csv", "*.parquet", REPORT_MARK)
+REPORT_ENTRIES = ("report.md", "report.html", "figures", "*.csv", "*.parquet", "speed.json", REPORT_MARK)
 
 
 class UnsafeOutput(ValueError):
@@ -121,6 +123,9 @@ def write_report(sweep_dirs: Path | list[Path], out_dir: Path | None = None, spe
             results = load_results(*sweep_dirs)
             if baseline is not None:
                 results = with_baseline(results, baseline)
+        speed_file = speed_file or default_speed_file(sweep_dirs if sweep_dirs else [baseline])
+        if speed_file is not None:  # kept with the tables, so that the report re-rendered from them keeps its speed section
+            shutil.copyfile(speed_file, staging / SWEEP_SPEED_FILE)
         data = ReportData(results, sweep_dirs, staging / "figures", speed_file)
         results.analyses.update(cross_run_tables(data))
         write_tables(results, staging)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plugin.plotting import REFERENCE_COLOUR, by_setting, legend_per_panel, own_legends, panels_per_row, save, seaborn, setting_colours, variant_colour
+from plugin.plotting import REFERENCE_COLOUR, panels_per_row, save, seaborn, setting_colours, settings_relplot, variant_colour
 from plugin.statistics import seed_band
 
 
@@ -25,16 +25,11 @@ def carried_forward(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def learning_curves(curves: pd.DataFrame, metric: str, label: str, path: Path, log_y: bool = False) -> Path:
-    sns = seaborn()
     data = carried_forward(curves, metric)
-    per_panel = own_legends(data, "task")
-    grid = sns.relplot(
-        data=data, x="step", y=metric, col="task", col_wrap=1 if per_panel else panels_per_row(3.2 * 1.3, data["task"].nunique()),
-        kind="line", errorbar=("pi", 100), markers=True, markersize=4, facet_kws={"sharex": False}, height=3.2, aspect=1.3,
-        **by_setting(data),
+    grid = settings_relplot(
+        data, "task", panels_per_row(3.2 * 1.3, data["task"].nunique()), x="step", y=metric, errorbar=("pi", 100), markers=True,
+        markersize=4, facet_kws={"sharex": False}, height=3.2, aspect=1.3,
     )  # fmt: skip
-    if per_panel:
-        legend_per_panel(grid, data, "task")
     grid.set_axis_labels("training step", label)
     grid.set_titles("{col_name}")
     if log_y:
@@ -95,14 +90,10 @@ def binned_slices(slices: pd.DataFrame) -> pd.DataFrame:
 
 def slice_accuracy(per_run: pd.DataFrame, path: Path) -> Path:
     """Test accuracy against each slice's value: one panel per task x slice that the task has."""
-    sns = seaborn()
-    per_panel = own_legends(per_run, "panel")
-    grid = sns.relplot(
-        data=per_run, x="value", y="accuracy", col="panel", col_wrap=1 if per_panel else min(3, per_run["panel"].nunique()), kind="line",
-        markers=True, errorbar=seed_band, facet_kws={"sharex": False}, height=2.8, aspect=1.4, **by_setting(per_run),
+    grid = settings_relplot(
+        per_run, "panel", min(3, per_run["panel"].nunique()), x="value", y="accuracy", markers=True, errorbar=seed_band,
+        facet_kws={"sharex": False}, height=2.8, aspect=1.4,
     )  # fmt: skip
-    if per_panel:
-        legend_per_panel(grid, per_run, "panel")
     grid.set_titles("{col_name}")
     grid.set_axis_labels("slice value", "test accuracy")
     grid.set(ylim=(-0.02, 1.02))

@@ -61,7 +61,7 @@ class Summary(ReportSection):
                           per_group.apply(budget_statuses, include_groups=False).rename("budget")], axis=1).reset_index()  # fmt: skip
         detail = detail.merge(ends, on=["setting", "task"])
         figure = bars_with_points(selected.assign(metric="test accuracy"), "test_accuracy", col="task", row="metric",
-                                  ylabel="test accuracy", path=data.figure_dir / "summary.png")  # fmt: skip
+                                  value_label="test accuracy", path=data.figure_dir / "summary.png")  # fmt: skip
         blocks: list[Block] = [
             f"Test accuracy on scored positions, {INTERVAL_NOTE}. Role: model (trained and ranked), constructed (weights "
             "set by hand, a reference) or control (shows what a task needs):",
