@@ -15,6 +15,11 @@ from bench.external import PluginImportError, load_external
 SHIPPED_BASELINES = Path(bench.__file__).resolve().parent / "baselines"
 
 
+def holds_saved_runs(directory: Path) -> bool:
+    """Whether a directory is a report with its runs' tables, which --baseline reads."""
+    return (directory / f"{TABLES[0]}.parquet").is_file()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
@@ -45,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline = None
     if args.baseline is not None:
         places = (Path(args.baseline), Path("reports") / args.baseline, SHIPPED_BASELINES / args.baseline)
-        baseline = next((d for d in places if (d / f"{TABLES[0]}.parquet").is_file()), None)
+        baseline = next((d for d in places if holds_saved_runs(d)), None)
         if baseline is None:
-            shipped = ", ".join(sorted(d.name for d in SHIPPED_BASELINES.glob("*") if (d / f"{TABLES[0]}.parquet").is_file()))
+            shipped = ", ".join(sorted(d.name for d in SHIPPED_BASELINES.glob("*") if holds_saved_runs(d)))
             parser.error(f"--baseline {args.baseline}: no report there; allowed: a report directory (with {TABLES[0]}.parquet), "
                          f"a name under ./reports, or a shipped one ({shipped})")  # fmt: skip
         if not args.sweep_dirs and args.out is None and baseline not in places[:2]:

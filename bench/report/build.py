@@ -65,7 +65,7 @@ def write_tables(results: Results, out_dir: Path) -> None:
 # Written into every report directory: the mark that lets a later build replace it.
 REPORT_MARK = ".attention-bench-report"
 # What a report directory holds (a report from before the mark is known by these alone).
-REPORT_ENTRIES = ("report.md", "report.html", "figures", "*.csv", "*.parquet", "speed.json", REPORT_MARK)
+REPORT_ENTRIES = ("report.md", "report.html", "figures", "*.csv", "*.parquet", SWEEP_SPEED_FILE, REPORT_MARK)
 
 
 class UnsafeOutput(ValueError):
