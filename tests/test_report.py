@@ -402,3 +402,14 @@ def test_the_time_of_a_tuned_sweep_is_split_into_tuning_confirming_and_extension
     # tuning: 500 s, of which 300 s past the base budget (400 s x 6,000 of 8,000 steps); confirming 72 s
     assert "| tuning     |      2 |        0.14 |               1 |                     0.08 |               0.874 |" in cost
     assert "| confirming |      2 |        0.02 |               0 |                     0    |               0.126 |" in cost
+
+
+def test_a_second_look_chooses_on_every_seed_and_is_counted_as_its_own_phase(tmp_path):
+    records = [result("standard", "copy", 0, test, lr=lr) for lr, test in ((0.001, 0.98), (0.003, 0.99), (0.01, 0.5))]  # seed 0 prefers 0.003
+    records += [result("standard", "copy", seed, 0.10, lr=0.003) for seed in (1, 2)]  # where the other seeds fail
+    records += [result("standard", "copy", seed, 0.97, lr=0.001, wall_time_s=360.0) for seed in (1, 2)]  # the runner-up, confirmed too
+    text = write_report(write_results(tmp_path / "sweep", records), tmp_path / "out").read_text()
+    summary = text.split("## Summary")[1]
+    assert "| standard  | model  | 0.973 [0.959, 0.988] (n=3) |" in summary, "the rate all three seeds did best at: 0.001"
+    cost = text.split("## Where the time went")[1].split("\n## ")[0]
+    assert "| tuning      |      3 |" in cost and "| confirming  |      2 |" in cost and "| second look |      2 |         0.2 |" in cost

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -73,6 +74,34 @@ def test_the_extension_stops_at_its_limit_and_each_group_is_tuned_on_its_own():
 def test_a_failed_job_is_never_chosen_and_ties_go_to_the_lower_validation_loss():
     batches = sweep(lambda lr, seed, values: None if lr == 1e-3 else 0.5, grid=(1e-4, 1e-3, 1e-2, 1e-1), max_extensions=0)
     assert lrs(batches[-1], seed="1") != [1e-3]
+
+
+def lucky_on_the_tuning_seed(drop):
+    """Seed 0 prefers 1e-2 by a hair; at 1e-2 the other seeds lose `drop` of their accuracy."""
+    accuracy = {1e-4: 0.5, 1e-3: 0.98, 1e-2: 0.99, 1e-1: 0.3}
+    return lambda lr, seed, values: accuracy[lr] - (drop if seed > 0 and lr == 1e-2 else 0.0)
+
+
+def test_seeds_that_disagree_at_the_chosen_rate_send_the_runner_up_to_every_seed_and_the_report_chooses_alike():
+    from bench.report.protocol import tuning_grid
+
+    launcher_batches = sweep(lucky_on_the_tuning_seed(drop=0.89), grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
+    assert len(launcher_batches) == 3
+    assert lrs(launcher_batches[1], seed="1") == [1e-2], "confirmed where seed 0 chose"
+    assert lrs(launcher_batches[2], seed="1") == lrs(launcher_batches[2], seed="2") == [1e-3] and lrs(launcher_batches[2]) == []
+    score = lucky_on_the_tuning_seed(drop=0.89)
+    runs = pd.DataFrame([{"group": 0, "train.lr": float(values["train.lr"]), "seed": int(values["seed"]), "status": "completed",
+                          "validation_accuracy": score(float(values["train.lr"]), int(values["seed"]), values),
+                          "validation_loss": 0.1}
+                         for batch in launcher_batches for values in (dict(o.split("=", 1) for o in job) for job in batch)])  # fmt: skip
+    grid = tuning_grid(runs, ["group"], ["train.lr"])
+    assert grid.loc[grid["chosen"], "train.lr"].tolist() == [1e-3], "the report compares the two confirmed rates on every seed"
+    assert grid.loc[grid["train.lr"] == 1e-2, "validation_accuracy"].item() == pytest.approx(0.99), "the grid still shows the tuning seed's numbers"
+
+
+def test_seeds_within_the_margin_of_the_runner_up_get_no_second_look():
+    launcher_batches = sweep(lucky_on_the_tuning_seed(drop=0.04), grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
+    assert len(launcher_batches) == 2 and lrs(launcher_batches[1], seed="1") == [1e-2]
 
 
 def test_a_rate_the_command_line_sets_is_not_tuned():

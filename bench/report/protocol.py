@@ -14,8 +14,10 @@ Selection, in order (rows come one per config from bench.report.records):
    sweeper runs the grid on one seed and the other seeds at the chosen point only); a diverged
    seed counts as 0 there, a failed one (an error, not a result) is left out. Ties go to the lower
    validation loss, and exact ties to the point run on more seeds (the one a sweep confirmed),
-   then to the point nearest the grid's middle. The tuning sweeper
-   (hydra_plugins/bench_sweeper) chooses by this same rule.
+   then to the point nearest the grid's middle. Where a sweep confirmed more than one point on
+   its other seeds (the tuning sweeper's second look, after the seeds disagreed at its first
+   choice), the choice is among those points, by their mean over all of their seeds. The tuning
+   sweeper (hydra_plugins/bench_sweeper) chooses by this same rule.
 4. The selected runs are the completed runs at that point. Every section reports their *test*
    numbers; the others are counted and listed, never averaged in.
 
@@ -126,10 +128,17 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
             .agg(validation_accuracy=("_validation", "mean"), validation_loss=("_loss", "mean"), tuning_seeds=("seed", "count"))
             .reset_index()
             .merge(group_runs.groupby(group + point_keys, dropna=False)
-                   .agg(seeds=("seed", "count"), diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index(), on=group + point_keys)
-            .assign(_accuracy=lambda t: t["validation_accuracy"].fillna(-math.inf), _rank_loss=lambda t: t["validation_loss"].fillna(math.inf))
-            .sort_values(["_accuracy", "_rank_loss"], ascending=[False, True])
+                   .agg(seeds=("seed", "count"), diverged=("status", lambda s: int((s == "diverged").sum())),
+                        _all_accuracy=("_validation", "mean"), _all_loss=("_loss", "mean")).reset_index(), on=group + point_keys)
         )  # fmt: skip
+        # A second look (the tuning sweeper's step 4) confirmed more than one point on further seeds: those
+        # points are compared on all of their seeds, the others no longer chosen.
+        most = points["seeds"] == points["seeds"].max()
+        second_look = most.sum() > 1 and points["seeds"].max() > len(tuning_seeds)
+        accuracy, loss = ("_all_accuracy", "_all_loss") if second_look else ("validation_accuracy", "validation_loss")
+        points = points.assign(
+            _accuracy=points[accuracy].where(most | (not second_look)).fillna(-math.inf), _rank_loss=points[loss].fillna(math.inf)
+        ).sort_values(["_accuracy", "_rank_loss"], ascending=[False, True])
         # Points tied with the best (an untrained reference, or a rate that does not matter) choose the
         # one nearest the grid's middle: a tie on an edge is not an optimum past it.
         best = points.iloc[0]
@@ -143,7 +152,7 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
         points.loc[~points["chosen"], "edge"] = ""
         # fewer than MIN_GRID values of a key (or no grid at all): the rate was set, not tuned
         points["untuned"] = ",".join(key for key in keys if points[key].nunique() < MIN_GRID) if keys else "no grid"
-        parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss"], errors="ignore"))
+        parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss", "_all_accuracy", "_all_loss"], errors="ignore"))
     columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge", "untuned"]
     grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns).astype({"chosen": bool})
     return grid.sort_values([*group, *keys]).reset_index(drop=True)[columns]

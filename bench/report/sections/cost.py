@@ -2,7 +2,8 @@
 spent past each run's base budget.
 
 A run is *tuning* where its seed ran at every grid point of its setting and task (those choose the
-point), *confirming* where it ran at the chosen point alone, and plain where nothing was tuned. Its
+point), *confirming* where it ran at the point they chose, *second look* where it ran at their runner-up
+too (the tuning sweeper's step 4), and plain where nothing was tuned. Its
 *extension* is the share of its time past ``train.steps`` (steps_run beyond it, in proportion). A
 job's seconds include its evaluations and analyses; a sweep's wall time is these over the jobs it
 ran at once, plus what the machine gave to other work.
@@ -12,9 +13,10 @@ from __future__ import annotations
 import pandas as pd
 
 from analyses import Block
+from bench.report.protocol import tuning_grid
 from bench.report.sections.base import ReportData, ReportSection
 
-PHASES = ("tuning", "confirming", "untuned")
+PHASES = ("tuning", "confirming", "second look", "untuned")
 
 
 def phases(runs: pd.DataFrame, select_on: list[str]) -> pd.Series:
@@ -27,7 +29,12 @@ def phases(runs: pd.DataFrame, select_on: list[str]) -> pd.Series:
         if points.nunique() < 2:
             continue
         everywhere = group.assign(point=points).groupby("seed")["point"].nunique() == points.nunique()
-        labels[group.index] = group["seed"].map(lambda seed: "tuning" if everywhere.get(seed, False) else "confirming")
+        tuning = group["seed"].map(lambda seed: everywhere.get(seed, False)).astype(bool)
+        labels[group.index] = tuning.map({True: "tuning", False: "confirming"})
+        if points[~tuning].nunique() > 1:  # the other seeds ran at a second point too: where the tuning seeds did not choose
+            first = tuning_grid(group[tuning], ["setting", "task"], select_on)
+            first_point = first.loc[first["chosen"], select_on].astype(str).agg("|".join, axis=1).iloc[0]
+            labels[group.index[~tuning & (points != first_point)]] = "second look"
     return labels
 
 
@@ -59,7 +66,8 @@ class Cost(ReportSection):
         return [
             f"{len(runs)} jobs, {total:.2f} job-hours (training, evaluations and analyses; the wall time is about this over the "
             "jobs run at once). Tuning: runs of a seed at every grid point of its setting × task; confirming: the other seeds "
-            "at the chosen point; hours past base budget: the share of each run's time beyond train.steps, where a run "
+            "at the point the tuning seeds chose; second look: the other seeds at the runner-up, where they disagreed at the "
+            "first choice; hours past base budget: the share of each run's time beyond train.steps, where a run "
             "still improving had its budget extended.",
             table.round({"job_hours": 2, "hours_past_base_budget": 2, "share_of_job_time": 3}),
         ]

@@ -23,6 +23,7 @@ class Overview(ReportSection):
         blocks.append(
             f"Every table and figure below uses the same {len(selection.selected)} runs: the completed runs of each setting × task "
             f"at its {' × '.join(selection.select_on) or 'configuration'} chosen on the validation set of its tuning seeds (those run "
-            "at every grid point). Every number is on the test set, which chose nothing."
+            "at every grid point; where a second look ran the other seeds at two points, of every seed at both). Every number is on "
+            "the test set, which chose nothing."
         )  # fmt: skip
         return blocks
