@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench import ConfigError
+from bench.report.protocol import tuning_grid
 from hydra_plugins.bench_sweeper.tuning_sweeper import TuningSweeper, extended
 
 
@@ -32,9 +33,9 @@ class ScoringLauncher:
         return returns
 
 
-def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=()):
+def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=(), tuning_seeds=1):
     sweeper = TuningSweeper(params=params or {"variant": "standard,triple", "seed": "0,1,2"}, tune={"train.lr": list(grid)},
-                            max_extensions=max_extensions, tuning_seeds=1, max_batch_size=None)  # fmt: skip
+                            max_extensions=max_extensions, tuning_seeds=tuning_seeds, max_batch_size=None)  # fmt: skip
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": "unused", "subdir": "${hydra.job.num}"}}})
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
     sweeper.launcher = launcher = ScoringLauncher(score)
@@ -82,26 +83,68 @@ def lucky_on_the_tuning_seed(drop):
     return lambda lr, seed, values: accuracy[lr] - (drop if seed > 0 and lr == 1e-2 else 0.0)
 
 
-def test_seeds_that_disagree_at_the_chosen_rate_send_the_runner_up_to_every_seed_and_the_report_chooses_alike():
-    from bench.report.protocol import tuning_grid
+def report_runs(batches, score):
+    """The sweep's jobs as the report reads them: one row per job, with the objective the launcher returned."""
+    rows = []
+    for values in (dict(override.split("=", 1) for override in job) for batch in batches for job in batch):
+        accuracy = score(float(values["train.lr"]), int(values["seed"]), values)
+        rows.append({"group": 0, "train.lr": float(values["train.lr"]), "seed": int(values["seed"]),
+                     "status": "failed" if accuracy is None else "completed", "validation_accuracy": accuracy,
+                     "validation_loss": None if accuracy is None else 1 - accuracy})  # fmt: skip
+    return pd.DataFrame(rows)
 
-    launcher_batches = sweep(lucky_on_the_tuning_seed(drop=0.89), grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
+
+def chosen_rate(runs):
+    grid = tuning_grid(runs, ["group"], ["train.lr"])
+    return grid.loc[grid["chosen"], "train.lr"].tolist()
+
+
+def test_seeds_that_disagree_at_the_chosen_rate_send_the_runner_up_to_every_seed_and_the_report_chooses_alike():
+    score = lucky_on_the_tuning_seed(drop=0.89)
+    launcher_batches = sweep(score, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
     assert len(launcher_batches) == 3
     assert lrs(launcher_batches[1], seed="1") == [1e-2], "confirmed where seed 0 chose"
     assert lrs(launcher_batches[2], seed="1") == lrs(launcher_batches[2], seed="2") == [1e-3] and lrs(launcher_batches[2]) == []
-    score = lucky_on_the_tuning_seed(drop=0.89)
-    runs = pd.DataFrame([{"group": 0, "train.lr": float(values["train.lr"]), "seed": int(values["seed"]), "status": "completed",
-                          "validation_accuracy": score(float(values["train.lr"]), int(values["seed"]), values),
-                          "validation_loss": 0.1}
-                         for batch in launcher_batches for values in (dict(o.split("=", 1) for o in job) for job in batch)])  # fmt: skip
+    runs = report_runs(launcher_batches, score)
+    assert chosen_rate(runs) == [1e-3], "the report compares the two confirmed rates on every seed"
     grid = tuning_grid(runs, ["group"], ["train.lr"])
-    assert grid.loc[grid["chosen"], "train.lr"].tolist() == [1e-3], "the report compares the two confirmed rates on every seed"
     assert grid.loc[grid["train.lr"] == 1e-2, "validation_accuracy"].item() == pytest.approx(0.99), "the grid still shows the tuning seed's numbers"
 
 
 def test_seeds_within_the_margin_of_the_runner_up_get_no_second_look():
-    launcher_batches = sweep(lucky_on_the_tuning_seed(drop=0.04), grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
-    assert len(launcher_batches) == 2 and lrs(launcher_batches[1], seed="1") == [1e-2]
+    just_inside, just_outside = (lucky_on_the_tuning_seed(drop=drop) for drop in (0.085, 0.095))  # the mean over 3 seeds crosses 0.98 - 0.05 at 0.09
+    assert len(sweep(just_inside, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})) == 2
+    assert len(sweep(just_outside, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})) == 3
+
+
+def runs_of(*rows):
+    return pd.DataFrame([{"group": 0, "train.lr": lr, "seed": seed, "status": "completed" if accuracy is not None else "failed",
+                          "validation_accuracy": accuracy, "validation_loss": None if accuracy is None else 1 - accuracy}
+                         for lr, seed, accuracy in rows])  # fmt: skip
+
+
+def test_after_a_second_look_only_the_confirmed_rates_are_chosen_and_a_failed_job_does_not_undo_it():
+    tuning = [(1e-3, 0, 0.98), (3e-3, 0, 0.99), (1e-2, 0, 0.975)]  # 1e-2, tried on seed 0 alone, beats 1e-3's mean over every seed
+    assert chosen_rate(runs_of(*tuning, (3e-3, 1, 0.1), (3e-3, 2, 0.1), (1e-3, 1, 0.95), (1e-3, 2, 0.95))) == [1e-3]
+    assert chosen_rate(runs_of(*tuning, (3e-3, 1, 0.1), (3e-3, 2, None), (1e-3, 1, 0.95), (1e-3, 2, 0.95))) == [1e-3]
+
+
+def test_a_failed_job_in_a_full_grid_is_no_second_look():
+    # every seed at every rate: seed 1's job at 1e-2 failed, and 1e-2 stays the best on the seeds that scored
+    full = [(lr, seed, accuracy) for lr, accuracy in ((1e-3, 0.9), (3e-3, 0.95), (1e-2, 0.99)) for seed in (0, 1)]
+    assert chosen_rate(runs_of(*[(lr, seed, None if (lr, seed) == (1e-2, 1) else accuracy) for lr, seed, accuracy in full])) == [1e-2]
+
+
+def test_with_two_tuning_seeds_and_a_failed_tuning_job_the_sweeper_confirms_what_the_report_chooses():
+    def score(lr, seed, values):
+        if (lr, seed) == (1e-2, 1):
+            return None
+        return {1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.95, 1e-1: 0.3}[lr]
+
+    batches = sweep(score, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2,3"}, tuning_seeds=2)
+    confirmed = lrs(batches[-1], seed="2")
+    assert confirmed == lrs(batches[-1], seed="3") and len(confirmed) == 1
+    assert chosen_rate(report_runs(batches, score)) == confirmed == [1e-2]
 
 
 def test_a_rate_the_command_line_sets_is_not_tuned():

@@ -112,16 +112,21 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
     seed where none ran them all), the seeds at the point, how many diverged, which point is chosen
     (step 3 of this module's docstring), and `edge`: the keys on whose tried range's edge the chosen
     point sits (for a key tried at three values or more), so that an unbracketed optimum is named."""
-    scored = runs[runs["status"].isin(["completed", "diverged"])].assign(
-        _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
-        _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
-    )
     parts = []
-    for _, group_runs in scored.groupby(group, dropna=False):
+    for _, group_all in runs.groupby(group, dropna=False):
         point_keys = keys or ["_point"]
-        group_runs = group_runs.assign(_point=0) if not keys else group_runs
-        seeds_at = group_runs.groupby(point_keys, dropna=False)["seed"].agg(set)
-        tuning_seeds = set.intersection(*seeds_at) or set(group_runs["seed"])
+        group_all = group_all.assign(_point=0) if not keys else group_all
+        # Who ran where, failed jobs included: the tuning seeds ran at every point (every seed where none
+        # did); a point where another seed ran was confirmed.
+        ran_at = group_all.groupby(point_keys, dropna=False)["seed"].agg(set)
+        tuning_seeds = set.intersection(*ran_at) or set(group_all["seed"])
+        confirmed = ran_at.map(lambda seeds: bool(seeds - tuning_seeds)).rename("_confirmed").reset_index()
+        group_runs = group_all[group_all["status"].isin(["completed", "diverged"])].assign(
+            _validation=lambda t: t["validation_accuracy"].where(t["status"] == "completed", 0.0),
+            _loss=lambda t: t["validation_loss"].where(t["status"] == "completed", math.inf),
+        )
+        if group_runs.empty:
+            continue
         tuning = group_runs[group_runs["seed"].isin(tuning_seeds)]
         points = (
             tuning.groupby(group + point_keys, dropna=False)
@@ -130,15 +135,16 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
             .merge(group_runs.groupby(group + point_keys, dropna=False)
                    .agg(seeds=("seed", "count"), diverged=("status", lambda s: int((s == "diverged").sum())),
                         _all_accuracy=("_validation", "mean"), _all_loss=("_loss", "mean")).reset_index(), on=group + point_keys)
+            .merge(confirmed, on=point_keys)
         )  # fmt: skip
         # A second look (the tuning sweeper's step 4) confirmed more than one point on further seeds: those
         # points are compared on all of their seeds, the others no longer chosen.
-        most = points["seeds"] == points["seeds"].max()
-        second_look = most.sum() > 1 and points["seeds"].max() > len(tuning_seeds)
-        accuracy, loss = ("_all_accuracy", "_all_loss") if second_look else ("validation_accuracy", "validation_loss")
-        points = points.assign(
-            _accuracy=points[accuracy].where(most | (not second_look)).fillna(-math.inf), _rank_loss=points[loss].fillna(math.inf)
-        ).sort_values(["_accuracy", "_rank_loss"], ascending=[False, True])
+        if points["_confirmed"].sum() > 1:
+            points = points.assign(_accuracy=points["_all_accuracy"].where(points["_confirmed"]).fillna(-math.inf),
+                                   _rank_loss=points["_all_loss"].where(points["_confirmed"]).fillna(math.inf))  # fmt: skip
+        else:
+            points = points.assign(_accuracy=points["validation_accuracy"].fillna(-math.inf), _rank_loss=points["validation_loss"].fillna(math.inf))
+        points = points.sort_values(["_accuracy", "_rank_loss"], ascending=[False, True])
         # Points tied with the best (an untrained reference, or a rate that does not matter) choose the
         # one nearest the grid's middle: a tie on an edge is not an optimum past it.
         best = points.iloc[0]
@@ -152,7 +158,7 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
         points.loc[~points["chosen"], "edge"] = ""
         # fewer than MIN_GRID values of a key (or no grid at all): the rate was set, not tuned
         points["untuned"] = ",".join(key for key in keys if points[key].nunique() < MIN_GRID) if keys else "no grid"
-        parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss", "_all_accuracy", "_all_loss"], errors="ignore"))
+        parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss", "_all_accuracy", "_all_loss", "_confirmed"], errors="ignore"))
     columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge", "untuned"]
     grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns).astype({"chosen": bool})
     return grid.sort_values([*group, *keys]).reset_index(drop=True)[columns]

@@ -189,9 +189,8 @@ class TuningSweeper(Sweeper):
         if confirmed.empty or best.empty:  # every job at the point, or at every other point, failed
             return None
         best = best.iloc[0]
-        if confirmed["validation_accuracy"].iloc[0] >= best["validation_accuracy"] - SECOND_LOOK_MARGIN:
-            return None
-        return tuple(float(best[key]) for key in grid)
+        fell = confirmed["validation_accuracy"].iloc[0] < best["validation_accuracy"] - SECOND_LOOK_MARGIN  # False where either is NaN
+        return tuple(float(best[key]) for key in grid) if fell else None
 
     def record_jobs(self, overrides: List[List[str]], parser: OverridesParser) -> None:
         """Add the jobs about to run to the sweep's jobs.json, so that the report names any left without a result."""

@@ -33,8 +33,9 @@ def phases(runs: pd.DataFrame, select_on: list[str]) -> pd.Series:
         labels[group.index] = tuning.map({True: "tuning", False: "confirming"})
         if points[~tuning].nunique() > 1:  # the other seeds ran at a second point too: where the tuning seeds did not choose
             first = tuning_grid(group[tuning], ["setting", "task"], select_on)
-            first_point = first.loc[first["chosen"], select_on].astype(str).agg("|".join, axis=1).iloc[0]
-            labels[group.index[~tuning & (points != first_point)]] = "second look"
+            first_point = first.loc[first["chosen"], select_on].astype(str).agg("|".join, axis=1)
+            if not first_point.empty:  # empty where every tuning job failed
+                labels[group.index[~tuning & (points != first_point.iloc[0])]] = "second look"
     return labels
 
 
