@@ -117,6 +117,20 @@ def test_seeds_within_the_margin_of_the_runner_up_get_no_second_look():
     assert len(sweep(just_outside, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})) == 3
 
 
+def test_a_second_look_that_lands_on_an_edge_goes_one_step_further_on_every_seed():
+    seed_0 = {1e-4: 0.5, 1e-3: 0.6, 1e-2: 0.99, 1e-1: 0.98, 1.0: 0.97, 10.0: 0.2}
+    others = {**seed_0, 1e-2: 0.1, 1.0: 0.99}  # fail at seed 0's choice; best one step past the grid's top
+
+    def score(lr, seed, values):
+        return (others if seed else seed_0)[lr]
+
+    batches = sweep(score, grid=(1e-4, 1e-3, 1e-2, 1e-1), params={"variant": "standard", "seed": "0,1,2"})
+    assert [lrs(batch, seed="2") for batch in batches[1:]] == [[1e-2], [1e-1], [1.0], [10.0]]
+    assert lrs(batches[3], seed="0") == [1.0], "the step past the edge runs on the tuning seed as well"
+    assert len(batches) == 5, "1.0 is bracketed by 10: no further step"
+    assert chosen_rate(report_runs(batches, score)) == [1.0]
+
+
 def runs_of(*rows):
     return pd.DataFrame([{"group": 0, "train.lr": lr, "seed": seed, "status": "completed" if accuracy is not None else "failed",
                           "validation_accuracy": accuracy, "validation_loss": None if accuracy is None else 1 - accuracy}

@@ -19,8 +19,9 @@ For every combination of ``params`` other than the seed (a variant x task x diff
 4. *Second look*: where the chosen point's mean validation accuracy over all seeds falls more than
    SECOND_LOOK_MARGIN below the runner-up's on the tuning seeds (the tuning seed was lucky at the
    chosen rate, typically an aggressive one that tied on validation), run the remaining seeds at the
-   runner-up too; of the two, the one with the better mean over all seeds is chosen. Once: a
-   single seed's ranking is otherwise trusted.
+   runner-up too; of the two, the one with the better mean over all seeds is chosen, and where it
+   sits on an edge of the tried range, the next value past that edge is run on every seed (at most
+   ``max_extensions`` past each edge). Once: a single seed's ranking is otherwise trusted.
 
 The report chooses by the same rule from the runs alone, so it rebuilds these choices exactly.
 Each round is one batch for the launcher (basic, joblib, submitit/SLURM all work: the sweeper
@@ -128,10 +129,7 @@ class TuningSweeper(Sweeper):
             for g, grid in enumerate(grids):
                 chosen, edges = self.choice(g, grid, results, tuning)
                 for key in edges:
-                    low_edge = chosen[key] == min(grid[key])
-                    steps_past = sum(1 for value in grid[key] if value not in tune[key] and (value < min(tune[key])) == low_edge)
-                    if steps_past < self.max_extensions:
-                        grid[key] = sorted([*grid[key], extended(grid[key], low_edge)])
+                    if self.extend(grid, tune, key, low_edge=chosen[key] == min(grid[key])) is not None:
                         grew = True
                         log.info("%s: %s=%s is on the grid's edge; trying %s", " ".join(groups[g]), key, chosen[key], grid[key])
             if not grew:
@@ -153,12 +151,37 @@ class TuningSweeper(Sweeper):
                 log.info("%s: seeds disagree at %s; confirming the runner-up, %s, on them too", " ".join(groups[g]),
                          point_text(tune, point), point_text(tune, runner_up))  # fmt: skip
                 second_look += [(g, runner_up, seed) for seed in confirming]
+        looked = list(dict.fromkeys(g for g, _, _ in second_look))
         if second_look:
             run(second_look)
-            for g in dict.fromkeys(g for g, _, _ in second_look):
-                chosen, _ = self.choice(g, grids[g], results, seeds)
-                log.info("%s: chose %s on every seed", " ".join(groups[g]), point_text(tune, tuple(chosen.values())))
+        for _ in range(2 * self.max_extensions * len(tune)):
+            further = []  # a choice on every seed that sits on an edge of the tried range: one step further, on every seed
+            for g in looked:
+                chosen, edges = self.choice(g, grids[g], results, seeds)
+                for key in edges:
+                    value = self.extend(grids[g], tune, key, low_edge=chosen[key] == min(grids[g][key]))
+                    if value is not None:
+                        point = tuple(value if k == key else chosen[k] for k in tune)
+                        log.info("%s: %s is on the grid's edge; trying %s on every seed", " ".join(groups[g]), point_text(tune, tuple(chosen.values())),
+                                 point_text(tune, point))  # fmt: skip
+                        further += [(g, point, seed) for seed in seeds]
+            if not further:
+                break
+            run(further)
+        for g in looked:
+            chosen, edges = self.choice(g, grids[g], results, seeds)
+            log.info("%s: chose %s on every seed%s", " ".join(groups[g]), point_text(tune, tuple(chosen.values())),
+                     f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
         return [results[job] for job in results]
+
+    def extend(self, grid: Dict[str, List[float]], tune: Dict[str, List[float]], key: str, low_edge: bool) -> Optional[float]:
+        """Add the next value past an edge of key's grid (in place) and return it; None at max_extensions past that edge."""
+        steps_past = sum(1 for value in grid[key] if value not in tune[key] and (value < min(tune[key])) == low_edge)
+        if steps_past >= self.max_extensions:
+            return None
+        value = extended(grid[key], low_edge)
+        grid[key] = sorted([*grid[key], value])
+        return value
 
     def grid_runs(self, g: int, grid: Dict[str, List[float]], results: Dict[tuple, dict], seeds: List[str]) -> pd.DataFrame:
         """Group g's finished jobs on these seeds, one row each: the grid's keys, the seed and the objective."""

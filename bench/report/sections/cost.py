@@ -3,7 +3,7 @@ spent past each run's base budget.
 
 A run is *tuning* where its seed ran at every grid point of its setting and task (those choose the
 point), *confirming* where it ran at the point they chose, *second look* where it ran at their runner-up
-too (the tuning sweeper's step 4), and plain where nothing was tuned. Its
+too, or past a grid edge that one sat on (the tuning sweeper's step 4), and plain where nothing was tuned. Its
 *extension* is the share of its time past ``train.steps`` (steps_run beyond it, in proportion). A
 job's seconds include its evaluations and analyses; a sweep's wall time is these over the jobs it
 ran at once, plus what the machine gave to other work.
@@ -68,7 +68,7 @@ class Cost(ReportSection):
             f"{len(runs)} jobs, {total:.2f} job-hours (training, evaluations and analyses; the wall time is about this over the "
             "jobs run at once). Tuning: runs of a seed at every grid point of its setting × task; confirming: the other seeds "
             "at the point the tuning seeds chose; second look: the other seeds at the runner-up, where they disagreed at the "
-            "first choice; hours past base budget: the share of each run's time beyond train.steps, where a run "
+            "first choice (and past a grid edge it sat on); hours past base budget: the share of each run's time beyond train.steps, where a run "
             "still improving had its budget extended.",
             table.round({"job_hours": 2, "hours_past_base_budget": 2, "share_of_job_time": 3}),
         ]
