@@ -158,8 +158,10 @@ def tuning_grid(runs: pd.DataFrame, group: list[str], keys: list[str]) -> pd.Dat
         points.loc[~points["chosen"], "edge"] = ""
         # fewer than MIN_GRID values of a key (or no grid at all): the rate was set, not tuned
         points["untuned"] = ",".join(key for key in keys if points[key].nunique() < MIN_GRID) if keys else "no grid"
+        points["all_seeds_validation_accuracy"] = points["_all_accuracy"].where(points["seeds"] > points["tuning_seeds"])
         parts.append(points.drop(columns=["_point", "_accuracy", "_rank_loss", "_all_accuracy", "_all_loss", "_confirmed"], errors="ignore"))
-    columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "diverged", "chosen", "edge", "untuned"]
+    columns = [*group, *keys, "validation_accuracy", "validation_loss", "tuning_seeds", "seeds", "all_seeds_validation_accuracy", "diverged",
+               "chosen", "edge", "untuned"]  # fmt: skip
     grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns).astype({"chosen": bool})
     return grid.sort_values([*group, *keys]).reset_index(drop=True)[columns]
 

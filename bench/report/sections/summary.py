@@ -76,7 +76,10 @@ class Summary(ReportSection):
             detail,
         ]
         if (selection.grid.groupby(["setting", "task"]).size() > 1).any():
-            grid = selection.grid.round({"validation_accuracy": 3, "validation_loss": 3})
-            blocks += [f"Selection grid ({', '.join(selection.select_on)}): mean final validation accuracy per point (a diverged "
-                       "seed counts as 0); the chosen point gives every number above.", grid]  # fmt: skip
+            grid = selection.grid.round({"validation_accuracy": 3, "validation_loss": 3}).assign(
+                all_seeds_validation_accuracy=lambda t: t["all_seeds_validation_accuracy"].map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"))
+            blocks += [f"Selection grid ({', '.join(selection.select_on)}): mean final validation accuracy per point over the "
+                       "tuning seeds, and over every seed where more ran (a diverged seed counts as 0); where the other seeds ran at more "
+                       "than one point (a second look), the choice is the best of those over every seed. The chosen point "
+                       "gives every number above.", grid]  # fmt: skip
         return blocks
