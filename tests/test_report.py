@@ -211,6 +211,11 @@ def test_the_speed_section_uses_only_the_reports_own_variants(sweep, tmp_path):
     assert "## Speed" not in write_report(sweep, tmp_path / "none").read_text(), "no speed file of its own: no speed section"
     again = write_report([], tmp_path / "again", baseline=tmp_path / "out").read_text()
     assert "11.00 ms (1.10× sdpa, 18% of peak)" in again, "the timings are kept with the tables: a re-rendered report keeps its speed section"
+    speed["benchmarks"] = speed["benchmarks"][1:]  # timed without the matmul ceiling (a -k that left it out)
+    (tmp_path / "no_ceiling.json").write_text(json.dumps(speed))
+    text = write_report(sweep, tmp_path / "no_ceiling", speed_file=tmp_path / "no_ceiling.json").read_text()
+    assert "11.00 ms (1.10× sdpa)" in text and "nan" not in text.split("## Speed")[1].split("## ")[0]
+    assert "no share of the matmul ceiling" in text
 
 
 def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):

@@ -6,6 +6,7 @@ written into the sweep directory), never from a file another run left behind.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,12 @@ def load_speed(path: Path) -> tuple[pd.DataFrame, float | None, dict[str, Any], 
     return pd.DataFrame(rows), ceiling, machine, left_out
 
 
+def speed_cell(median_ms: float, vs_sdpa: float, of_ceiling: float) -> str:
+    """One layer's time, its ratio to raw SDPA and its share of the ceiling, each only where it was measured."""
+    measured = [text for value, text in ((vs_sdpa, f"{vs_sdpa:.2f}× sdpa"), (of_ceiling, f"{of_ceiling:.0%} of peak")) if math.isfinite(value)]
+    return f"{median_ms:.2f} ms" + (f" ({', '.join(measured)})" if measured else "")
+
+
 def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: Path) -> list[Block]:
     if speed_file is None or not Path(speed_file).exists():
         return []
@@ -98,9 +105,7 @@ def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: P
     layers = timings[timings["mode"] != "train_step"].copy()
     layers["vs_sdpa"] = [row.median_ms / reference.get((row.mode, row.T), float("nan")) for row in layers.itertuples()]
     layers["of_ceiling"] = layers["gflops_per_s"] / ceiling if ceiling else float("nan")
-    layers["cell"] = [
-        f"{row.median_ms:.2f} ms ({row.vs_sdpa:.2f}× sdpa, {row.of_ceiling:.0%} of peak)" for row in layers.itertuples()
-    ]
+    layers["cell"] = [speed_cell(row.median_ms, row.vs_sdpa, row.of_ceiling) for row in layers.itertuples()]
     table = layers.pivot_table(index=["mode", "variant"], columns="T", values="cell", aggfunc="first").reset_index()
     table.columns = [str(column) if column in ("mode", "variant") else f"T={column}" for column in table.columns]
     steps = timings[timings["mode"] == "train_step"][["variant", "T", "batch", "median_ms", "iqr_ms", "tokens_per_s"]]
@@ -111,8 +116,10 @@ def speed_blocks(speed_file: Path | None, variant_names: set[str], figure_dir: P
         f"From {Path(speed_file).name}, measured {machine.get('datetime', '?')} on "
         f"{cpu.get('brand_raw', machine.get('machine', '?'))}: one attention layer, forward and "
         "forward + backward, at a fixed number of tokens per batch; median over rounds. Each cell: median time "
-        "(ratio to raw scaled_dot_product_attention with the same projections, measured in the same run; share of this "
-        f"machine's float32 matmul ceiling{f' of {ceiling:.1f} GFLOP/s' if ceiling else ''}). FLOPs follow the "
+        "(ratio to raw scaled_dot_product_attention with the same projections, measured in the same run; "
+        + (f"share of this machine's float32 matmul ceiling of {ceiling:.1f} GFLOP/s" if ceiling else
+           "no share of the matmul ceiling: the file has no matmul entry (the speed suite's test_matmul_ceiling)")
+        + "). FLOPs follow the "
         "FlashAttention convention for causal attention (the masked half not counted; forward + backward = 3.5 × "
         f"forward for the attention core) plus the projections{f' — source per variant: {sources}' if sources else ''}.",
         table,
