@@ -67,6 +67,30 @@ def test_a_new_variants_runs_stand_beside_a_committed_reports_without_retraining
     assert "| standard " in text and "| my_attention " in text
 
 
+def test_a_sweep_re_read_beside_a_baseline_that_holds_its_runs_keeps_its_own_records(shipped, tmp_path):
+    """reports/zoo is re-rendered from multirun/zoo_rest beside itself: the runs both hold are one
+    record twice (same config, same finish), and the sweep's copy, which has the run's files, is kept."""
+    report, _ = shipped
+    for _ in range(2):
+        write_report(report.parent / "zoo_sweep", tmp_path / "again", baseline=report)
+        tables = load_tables(tmp_path / "again")
+        assert sorted(tables.runs["run"]) == ["s0", "s1", "s2"], "each run once, under the sweep's own name"
+        assert set(tables.curves["run"]) == set(tables.analyses["composition"]["run"]) == {"s0", "s1", "s2"}, "no rows of the copies"
+
+
+def test_a_report_re_rendered_beside_itself_names_its_runs_once(shipped, tmp_path):
+    """The baseline's runs carry its name once however often the report is re-rendered in place."""
+    report, _ = shipped
+    mine = write_results(tmp_path / "mine", {f"m{seed}": run_record("my_attention", seed, 0.5) for seed in range(2)})
+    both = tmp_path / "zoo"
+    write_report(mine, both, baseline=report)
+    first = load_tables(both)
+    write_report(mine, both, baseline=both)
+    again = load_tables(both)
+    assert sorted(again.runs["run"]) == sorted(first.runs["run"]) == ["m0", "m1", "zoo/s0", "zoo/s1", "zoo/s2"]
+    assert len(again.curves) == len(first.curves) and len(again.analyses["composition"]) == len(first.analyses["composition"])
+
+
 def test_the_composition_null_across_seeds_travels_with_the_tables_and_serves_the_baseline(shipped, tmp_path):
     report, tensors = shipped
     across = pd.read_parquet(report / "analysis_composition.across.parquet")

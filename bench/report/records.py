@@ -145,12 +145,14 @@ def rows_of(rows: list[dict[str, Any]], runs: set[str]) -> pd.DataFrame:
 
 
 def latest_per_config(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per config hash: a completed run before any other, then the one that finished last."""
+    """One row per config hash: a completed run before any other, then the one that finished last,
+    then, between copies of one record (a sweep's run that its --baseline also holds), the later row."""
     if "config_hash" not in runs or runs["config_hash"].isna().all():
         return runs
-    order = runs.assign(_completed=runs["status"] == "completed").sort_values(["_completed", "finished_at"], na_position="first")
+    ranked = runs.assign(_completed=runs["status"] == "completed", _row=range(len(runs)))
+    order = ranked.sort_values(["_completed", "finished_at", "_row"], na_position="first")
     hashed = order[order["config_hash"].notna()].drop_duplicates("config_hash", keep="last")
-    return pd.concat([hashed, order[order["config_hash"].isna()]]).drop(columns="_completed").sort_index()
+    return pd.concat([hashed, order[order["config_hash"].isna()]]).drop(columns=["_completed", "_row"]).sort_index()
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -251,13 +253,24 @@ def with_baseline(results: Results, baseline_dir: Path) -> Results:
         raise BaselineMismatch(f"--baseline {baseline_dir}: its run names clash with the sweep's; name the sweep's directory otherwise")
 
     def prefixed(table: pd.DataFrame) -> pd.DataFrame:
-        return table.assign(run=prefix + table["run"].astype(str)) if "run" in table else table
+        """The baseline's rows under its name (once: a report re-rendered in place already carries it)."""
+        if "run" not in table:
+            return table
+        run = table["run"].astype(str)
+        return table.assign(run=run.where(run.str.startswith(prefix), prefix + run))
 
-    runs = latest_per_config(pd.concat([results.runs, prefixed(baseline.runs)], ignore_index=True))
+    # the sweep's rows last: where it re-reads a run the baseline holds, its own record (with the run's
+    # files, which the analyses' figures read) is the one kept, and the baseline's copy leaves no rows
+    runs = latest_per_config(pd.concat([prefixed(baseline.runs), results.runs], ignore_index=True))
+    kept = set(runs["run"])
+
+    def beside(own: pd.DataFrame, shipped: pd.DataFrame) -> pd.DataFrame:
+        shipped = prefixed(shipped)
+        return pd.concat([own, shipped[shipped["run"].isin(kept)] if "run" in shipped else shipped], ignore_index=True)
+
     return Results(
-        runs, pd.concat([results.curves, prefixed(baseline.curves)], ignore_index=True),
-        pd.concat([results.slices, prefixed(baseline.slices)], ignore_index=True),
-        {name: pd.concat([results.analyses.get(name, pd.DataFrame()), prefixed(baseline.analyses.get(name, pd.DataFrame()))], ignore_index=True)
+        runs, beside(results.curves, baseline.curves), beside(results.slices, baseline.slices),
+        {name: beside(results.analyses.get(name, pd.DataFrame()), baseline.analyses.get(name, pd.DataFrame()))
          for name in {*results.analyses, *baseline.analyses}},
         results.job_dirs, results.records,
     )  # fmt: skip
