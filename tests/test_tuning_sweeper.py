@@ -69,7 +69,29 @@ def test_the_extension_stops_at_its_limit_and_each_group_is_tuned_on_its_own():
     batches = sweep(score, max_extensions=1)
     assert lrs(batches[1]) == [0.1] and lrs(batches[1], variant="triple") == []
     assert len(batches) == 3, "the limit of one step past each edge ends the tuning"
-    assert lrs(batches[2], seed="1") == [0.1] and lrs(batches[2], variant="triple", seed="1") == [1e-3]
+    assert lrs(batches[2], seed="1") == [0.1] and lrs(batches[2], variant="triple", seed="1") == []
+    assert lrs(batches[1], variant="triple", seed="1") == [1e-3], "triple, bracketed at once, is confirmed beside standard's extension"
+
+
+def test_each_group_runs_the_jobs_it_would_run_alone_in_as_many_batches_as_its_longest_protocol():
+    seed_0 = {1e-5: 0.5, 1e-4: 0.98, 1e-3: 0.99, 1e-2: 0.3}
+
+    def score(lr, seed, values):  # standard: two steps past the top edge; triple: seeds 1 and 2 fail at seed 0's choice
+        if values["variant"] == "standard":
+            return peaked_at(0.1)(lr, seed, values)
+        return seed_0[lr] - (0.89 if seed and lr == 1e-3 else 0.0)
+
+    def jobs(batches, variant):
+        return sorted((float(values["train.lr"]), values["seed"]) for values in (dict(o.split("=", 1) for o in job) for batch in batches for job in batch)
+                      if values["variant"] == variant)  # fmt: skip
+
+    together = sweep(score)
+    alone = {variant: sweep(score, params={"variant": variant, "seed": "0,1,2"}) for variant in ("standard", "triple")}
+    assert [len(batches) for batches in alone.values()] == [4, 3], "tune, two extensions, confirm; tune, confirm, second look"
+    assert len(together) == 4
+    for variant, batches in alone.items():
+        assert jobs(together, variant) == jobs(batches, variant)
+    assert lrs(together[2], variant="triple", seed="1") == [1e-4] and lrs(together[2]) == [1.0], "triple's second look beside standard's extension"
 
 
 def test_a_failed_job_is_never_chosen_and_ties_go_to_the_lower_validation_loss():

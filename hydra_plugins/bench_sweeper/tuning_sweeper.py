@@ -24,9 +24,11 @@ For every combination of ``params`` other than the seed (a variant x task x diff
    ``max_extensions`` past each edge). Once: a single seed's ranking is otherwise trusted.
 
 The report chooses by the same rule from the runs alone, so it rebuilds these choices exactly.
-Each round is one batch for the launcher (basic, joblib, submitit/SLURM all work: the sweeper
-only hands them lists of overrides), and a sweep run again resumes: finished jobs return their
-recorded result at once and the same choices follow. The job's return value (bench.core.job
+Each group goes through the steps at its own pace: a batch for the launcher holds every group's
+next step, so one group's confirmations run beside another's extensions and the sweep takes as
+many batches as its longest group has steps, not the sum over steps of the slowest group's.
+Launchers see lists of overrides only (basic, joblib, submitit/SLURM all work), and a sweep run
+again resumes: finished jobs return their recorded result at once and the same choices follow. The job's return value (bench.core.job
 ``objective``) carries validation numbers only; the test set chooses nothing.
 
 (No ``from __future__ import annotations`` here: Hydra imports plugin modules without registering
@@ -37,7 +39,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pandas as pd
 from hydra.core.config_store import ConfigStore
@@ -109,70 +111,74 @@ class TuningSweeper(Sweeper):
         # with nothing to tune, every seed runs in the first batch: as parallel as the launcher allows
         tuning, confirming = (seeds[: self.tuning_seeds], seeds[self.tuning_seeds :]) if tune else (seeds, [])
         results: Dict[tuple, dict] = {}  # (group index, point, seed) -> the job's objective
+        stages = {g: self.protocol(g, groups[g], grids[g], tune, results, tuning, confirming) for g in range(len(groups))}
+        batch = {g: jobs for g in stages if (jobs := next_jobs(stages[g]))}
+        while batch:
+            self.run([job for jobs in batch.values() for job in jobs], groups, tune, results, parser)
+            batch = {g: jobs for g in batch if (jobs := next_jobs(stages[g]))}
+        return [results[job] for job in results]
 
-        def run(jobs: List[tuple]) -> None:
-            todo = [job for job in dict.fromkeys(jobs) if job not in results]
-            overrides = [[*groups[g], *(f"{key}={value}" for key, value in zip(tune, point)), f"{SEED_KEY}={seed}"] for g, point, seed in todo]
-            self.record_jobs(overrides, parser)
-            batch = self.max_batch_size or len(todo) or 1
-            for start in range(0, len(todo), batch):
-                chunk = overrides[start : start + batch]
-                self.validate_batch_is_legal(chunk)
-                returns = self.launcher.launch(chunk, initial_job_idx=self.job_number)
-                self.job_number += len(chunk)
-                for job, job_return in zip(todo[start : start + batch], returns):
-                    results[job] = returned(job_return)
-
-        for round_number in range(2 * self.max_extensions * len(tune) + 1):
-            run([(g, point, seed) for g, grid in enumerate(grids) for point in itertools.product(*grid.values()) for seed in tuning])
-            grew = False
-            for g, grid in enumerate(grids):
-                chosen, edges = self.choice(g, grid, results, tuning)
-                for key in edges:
-                    if self.extend(grid, tune, key, low_edge=chosen[key] == min(grid[key])) is not None:
-                        grew = True
-                        log.info("%s: %s=%s is on the grid's edge; trying %s", " ".join(groups[g]), key, chosen[key], grid[key])
+    def protocol(self, g: int, group: List[str], grid: Dict[str, List[float]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
+                 tuning: List[str], confirming: List[str]) -> Iterator[List[tuple]]:  # fmt: skip
+        """Steps 1 to 4 for group g: yields each step's jobs (group, point, seed), resumed once they have
+        run. Every group goes at its own pace: one batch holds the extensions of the groups still
+        unbracketed beside the confirmations of those already chosen, so that no worker waits at the end
+        of a step for another group's last job."""
+        name, seeds = " ".join(group), [*tuning, *confirming]
+        for _ in range(2 * self.max_extensions * len(tune) + 1):
+            yield [(g, point, seed) for point in itertools.product(*grid.values()) for seed in tuning]
+            chosen, edges = self.choice(g, grid, results, tuning)
+            grew = [key for key in edges if self.extend(grid, tune, key, low_edge=chosen[key] == min(grid[key])) is not None]
+            for key in grew:
+                log.info("%s: %s=%s is on the grid's edge; trying %s", name, key, chosen[key], grid[key])
             if not grew:
                 break
-        confirm = []
-        for g, grid in enumerate(grids):
-            chosen, edges = self.choice(g, grid, results, tuning)
-            if chosen is None:
-                log.error("%s: every tuning job failed; its other seeds are not run (see the report's failed runs)", " ".join(groups[g]))
-                continue
-            log.info("%s: chose %s%s", " ".join(groups[g]), point_text(tune, tuple(chosen.values())) or "(nothing to tune)",
-                     f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
-            confirm += [(g, tuple(chosen[key] for key in tune), seed) for seed in confirming]
-        run(confirm)
-        second_look = []
-        for g, point in dict.fromkeys((g, point) for g, point, _ in confirm):
-            runner_up = self.runner_up(g, grids[g], point, results, tuning, seeds)
-            if runner_up is not None:
-                log.info("%s: seeds disagree at %s; confirming the runner-up, %s, on them too", " ".join(groups[g]),
-                         point_text(tune, point), point_text(tune, runner_up))  # fmt: skip
-                second_look += [(g, runner_up, seed) for seed in confirming]
-        looked = list(dict.fromkeys(g for g, _, _ in second_look))
-        if second_look:
-            run(second_look)
+        chosen, edges = self.choice(g, grid, results, tuning)
+        if chosen is None:
+            log.error("%s: every tuning job failed; its other seeds are not run (see the report's failed runs)", name)
+            return
+        point = tuple(chosen[key] for key in tune)
+        log.info("%s: chose %s%s", name, point_text(tune, point) or "(nothing to tune)",
+                 f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
+        if not confirming:
+            return
+        yield [(g, point, seed) for seed in confirming]
+        runner_up = self.runner_up(g, grid, point, results, tuning, seeds)
+        if runner_up is None:
+            return
+        log.info("%s: seeds disagree at %s; confirming the runner-up, %s, on them too", name, point_text(tune, point), point_text(tune, runner_up))
+        yield [(g, runner_up, seed) for seed in confirming]
         for _ in range(2 * self.max_extensions * len(tune)):
+            chosen, edges = self.choice(g, grid, results, seeds)
             further = []  # a choice on every seed that sits on an edge of the tried range: one step further, on every seed
-            for g in looked:
-                chosen, edges = self.choice(g, grids[g], results, seeds)
-                for key in edges:
-                    value = self.extend(grids[g], tune, key, low_edge=chosen[key] == min(grids[g][key]))
-                    if value is not None:
-                        point = tuple(value if k == key else chosen[k] for k in tune)
-                        log.info("%s: %s is on the grid's edge; trying %s on every seed", " ".join(groups[g]), point_text(tune, tuple(chosen.values())),
-                                 point_text(tune, point))  # fmt: skip
-                        further += [(g, point, seed) for seed in seeds]
+            for key in edges:
+                value = self.extend(grid, tune, key, low_edge=chosen[key] == min(grid[key]))
+                if value is not None:
+                    point = tuple(value if k == key else chosen[k] for k in tune)
+                    log.info("%s: %s is on the grid's edge; trying %s on every seed", name, point_text(tune, tuple(chosen.values())),
+                             point_text(tune, point))  # fmt: skip
+                    further += [(g, point, seed) for seed in seeds]
             if not further:
                 break
-            run(further)
-        for g in looked:
-            chosen, edges = self.choice(g, grids[g], results, seeds)
-            log.info("%s: chose %s on every seed%s", " ".join(groups[g]), point_text(tune, tuple(chosen.values())),
-                     f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
-        return [results[job] for job in results]
+            yield further
+        chosen, edges = self.choice(g, grid, results, seeds)
+        log.info("%s: chose %s on every seed%s", name, point_text(tune, tuple(chosen.values())),
+                 f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
+
+    def run(self, jobs: List[tuple], groups: List[List[str]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
+            parser: OverridesParser) -> None:  # fmt: skip
+        """Launch the jobs not yet in results, in batches of at most max_batch_size, and record their objectives."""
+        todo = [job for job in dict.fromkeys(jobs) if job not in results]
+        overrides = [[*groups[g], *(f"{key}={value}" for key, value in zip(tune, point)), f"{SEED_KEY}={seed}"] for g, point, seed in todo]
+        self.record_jobs(overrides, parser)
+        batch = self.max_batch_size or len(todo) or 1
+        for start in range(0, len(todo), batch):
+            chunk = overrides[start : start + batch]
+            self.validate_batch_is_legal(chunk)
+            returns = self.launcher.launch(chunk, initial_job_idx=self.job_number)
+            self.job_number += len(chunk)
+            for job, job_return in zip(todo[start : start + batch], returns):
+                results[job] = returned(job_return)
 
     def extend(self, grid: Dict[str, List[float]], tune: Dict[str, List[float]], key: str, low_edge: bool) -> Optional[float]:
         """Add the next value past an edge of key's grid (in place) and return it; None at max_extensions past that edge."""
@@ -230,6 +236,11 @@ class TuningSweeper(Sweeper):
 def point_text(keys: Dict[str, Any], point: tuple) -> str:
     """'train.lr=0.003' for a grid point's values in the order of its keys."""
     return ", ".join(f"{key}={value:.3g}" for key, value in zip(keys, point))
+
+
+def next_jobs(stage: Iterator[List[tuple]]) -> List[tuple]:
+    """A group's next step with jobs to run; [] once its protocol is done."""
+    return next((jobs for jobs in stage if jobs), [])
 
 
 def returned(job_return: Any) -> dict:
