@@ -28,8 +28,9 @@ Each group goes through the steps at its own pace: a batch for the launcher hold
 next step, so one group's confirmations run beside another's extensions and the sweep takes as
 many batches as its longest group has steps, not the sum over steps of the slowest group's.
 Launchers see lists of overrides only (basic, joblib, submitit/SLURM all work), and a sweep run
-again resumes: finished jobs return their recorded result at once and the same choices follow. The job's return value (bench.core.job
-``objective``) carries validation numbers only; the test set chooses nothing.
+again resumes: finished jobs return their recorded result at once and the same choices follow.
+The job's return value (bench.core.job ``objective``) carries validation numbers only; the test
+set chooses nothing.
 
 (No ``from __future__ import annotations`` here: Hydra imports plugin modules without registering
 them in sys.modules, where dataclasses look string annotations up.)
@@ -112,18 +113,16 @@ class TuningSweeper(Sweeper):
         tuning, confirming = (seeds[: self.tuning_seeds], seeds[self.tuning_seeds :]) if tune else (seeds, [])
         results: Dict[tuple, dict] = {}  # (group index, point, seed) -> the job's objective
         stages = {g: self.protocol(g, groups[g], grids[g], tune, results, tuning, confirming) for g in range(len(groups))}
-        batch = {g: jobs for g in stages if (jobs := next_jobs(stages[g]))}
-        while batch:
-            self.run([job for jobs in batch.values() for job in jobs], groups, tune, results, parser)
-            batch = {g: jobs for g in batch if (jobs := next_jobs(stages[g]))}
+        steps = {g: jobs for g in stages if (jobs := next_jobs(stages[g]))}  # each unfinished group's next step
+        while steps:
+            self.run([job for jobs in steps.values() for job in jobs], groups, tune, results, parser)
+            steps = {g: jobs for g in steps if (jobs := next_jobs(stages[g]))}
         return [results[job] for job in results]
 
     def protocol(self, g: int, group: List[str], grid: Dict[str, List[float]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
                  tuning: List[str], confirming: List[str]) -> Iterator[List[tuple]]:  # fmt: skip
-        """Steps 1 to 4 for group g: yields each step's jobs (group, point, seed), resumed once they have
-        run. Every group goes at its own pace: one batch holds the extensions of the groups still
-        unbracketed beside the confirmations of those already chosen, so that no worker waits at the end
-        of a step for another group's last job."""
+        """Steps 1 to 4 for group g, as a generator: yields each step's jobs (group, point, seed) and is
+        resumed once they have run, their objectives in results."""
         name, seeds = " ".join(group), [*tuning, *confirming]
         for _ in range(2 * self.max_extensions * len(tune) + 1):
             yield [(g, point, seed) for point in itertools.product(*grid.values()) for seed in tuning]
