@@ -338,6 +338,8 @@ def code_identity(variant: type, task: type, core: list[CodeUnit]) -> dict[str, 
 
 @cache
 def environment() -> dict[str, Any]:
+    import torch  # here, not at the top: reading and writing records needs no torch
+
     versions = {"python": platform.python_version()}
     for package in PACKAGES:
         try:
@@ -348,7 +350,8 @@ def environment() -> dict[str, Any]:
         "versions": versions,
         "git_commit": git(["rev-parse", "HEAD"]),
         "git_dirty": working_tree_dirty(REPO_ROOT),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        # torch picks its vector kernels by the CPU's capability, so two hosts can run other code for one job
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {torch.backends.cpu.get_cpu_capability()}",
         "hostname": socket.gethostname(),
         "command": " ".join(sys.argv),
     }
