@@ -33,9 +33,9 @@ class ScoringLauncher:
         return returns
 
 
-def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=(), tuning_seeds=1):
+def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, arguments=(), tuning_seeds=1, max_batch_size=None):
     sweeper = TuningSweeper(params=params or {"variant": "standard,triple", "seed": "0,1,2"}, tune={"train.lr": list(grid)},
-                            max_extensions=max_extensions, tuning_seeds=tuning_seeds, max_batch_size=None)  # fmt: skip
+                            max_extensions=max_extensions, tuning_seeds=tuning_seeds, max_batch_size=max_batch_size)  # fmt: skip
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": "unused", "subdir": "${hydra.job.num}"}}})
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
     sweeper.launcher = launcher = ScoringLauncher(score)
@@ -73,6 +73,12 @@ def test_the_extension_stops_at_its_limit_and_each_group_is_tuned_on_its_own():
     assert lrs(batches[1], variant="triple", seed="1") == [1e-3], "triple, bracketed at once, is confirmed beside standard's extension"
 
 
+def jobs_of(batches, variant):
+    """(rate, seed) of every job the variant ran, in order of rate."""
+    return sorted((float(values["train.lr"]), values["seed"]) for values in (dict(o.split("=", 1) for o in job) for batch in batches for job in batch)
+                  if values["variant"] == variant)  # fmt: skip
+
+
 def test_each_group_runs_the_jobs_it_would_run_alone_in_as_many_batches_as_its_longest_protocol():
     seed_0 = {1e-5: 0.5, 1e-4: 0.98, 1e-3: 0.99, 1e-2: 0.3}
 
@@ -81,17 +87,28 @@ def test_each_group_runs_the_jobs_it_would_run_alone_in_as_many_batches_as_its_l
             return peaked_at(0.1)(lr, seed, values)
         return seed_0[lr] - (0.89 if seed and lr == 1e-3 else 0.0)
 
-    def jobs(batches, variant):
-        return sorted((float(values["train.lr"]), values["seed"]) for values in (dict(o.split("=", 1) for o in job) for batch in batches for job in batch)
-                      if values["variant"] == variant)  # fmt: skip
-
     together = sweep(score)
     alone = {variant: sweep(score, params={"variant": variant, "seed": "0,1,2"}) for variant in ("standard", "triple")}
     assert [len(batches) for batches in alone.values()] == [4, 3], "tune, two extensions, confirm; tune, confirm, second look"
-    assert len(together) == 4
+    assert len(together) == max(len(batches) for batches in alone.values())
     for variant, batches in alone.items():
-        assert jobs(together, variant) == jobs(batches, variant)
+        assert jobs_of(together, variant) == jobs_of(batches, variant)
     assert lrs(together[2], variant="triple", seed="1") == [1e-4] and lrs(together[2]) == [1.0], "triple's second look beside standard's extension"
+
+
+def test_with_two_tuning_seeds_a_failed_job_and_small_batches_each_group_still_runs_its_own_jobs():
+    def score(lr, seed, values):  # triple's job at 1e-3 on tuning seed 1 fails; standard peaks past the grid's top
+        if values["variant"] == "triple":
+            return None if (lr, seed) == (1e-3, 1) else peaked_at(1e-3)(lr, seed, values)
+        return peaked_at(0.1)(lr, seed, values)
+
+    options = {"tuning_seeds": 2, "max_batch_size": 2}
+    together = sweep(score, params={"variant": "standard,triple", "seed": "0,1,2,3"}, **options)
+    for variant in ("standard", "triple"):
+        alone = sweep(score, params={"variant": variant, "seed": "0,1,2,3"}, **options)
+        assert jobs_of(together, variant) == jobs_of(alone, variant)
+        assert max(len(batch) for batch in together) == 2
+    assert [lr for lr, seed in jobs_of(together, "standard") if seed == "3"] == [0.1]
 
 
 def test_a_failed_job_is_never_chosen_and_ties_go_to_the_lower_validation_loss():

@@ -24,11 +24,14 @@ For every combination of ``params`` other than the seed (a variant x task x diff
    ``max_extensions`` past each edge). Once: a single seed's ranking is otherwise trusted.
 
 The report chooses by the same rule from the runs alone, so it rebuilds these choices exactly.
-Each group goes through the steps at its own pace: a batch for the launcher holds every group's
-next step, so one group's confirmations run beside another's extensions and the sweep takes as
-many batches as its longest group has steps, not the sum over steps of the slowest group's.
-Launchers see lists of overrides only (basic, joblib, submitit/SLURM all work), and a sweep run
-again resumes: finished jobs return their recorded result at once and the same choices follow.
+Each group goes through the steps at its own pace: the sweeper hands the launcher every group's
+next step at once, so one group's confirmations run beside another's extensions, and the sweep
+waits at as many step boundaries as its longest group has steps (before, at every step for the
+group slowest to finish it). Launchers see lists of overrides only (basic, joblib, submitit/SLURM
+all work), and a sweep run again resumes: finished jobs return their recorded result at once and
+the same choices follow. (Jobs named by number, hydra.sweep.subdir=${hydra.job.num}, take their
+launch order as their directory: a sweep begun before this pacing re-runs on resuming, since its
+numbers now name other jobs; jobs named by their overrides, the default, are found again.)
 The job's return value (bench.core.job ``objective``) carries validation numbers only; the test
 set chooses nothing.
 
@@ -108,22 +111,21 @@ class TuningSweeper(Sweeper):
             log.info("%s is set by the sweep's params or the command line (%s): it is not tuned", key, ", ".join(by_key[key]))
         seeds = [override.split("=", 1)[1] for override in by_key.pop(SEED_KEY, [f"{SEED_KEY}=0"])]
         groups = [list(group) for group in itertools.product(*by_key.values())]
-        grids = [{key: list(values) for key, values in tune.items()} for _ in groups]
         # with nothing to tune, every seed runs in the first batch: as parallel as the launcher allows
         tuning, confirming = (seeds[: self.tuning_seeds], seeds[self.tuning_seeds :]) if tune else (seeds, [])
         results: Dict[tuple, dict] = {}  # (group index, point, seed) -> the job's objective
-        stages = {g: self.protocol(g, groups[g], grids[g], tune, results, tuning, confirming) for g in range(len(groups))}
-        steps = {g: jobs for g in stages if (jobs := next_jobs(stages[g]))}  # each unfinished group's next step
+        protocols = {g: self.protocol(g, " ".join(group), tune, results, tuning, confirming) for g, group in enumerate(groups)}
+        steps = {g: jobs for g in protocols if (jobs := next(protocols[g], None))}  # each unfinished group's next step
         while steps:
-            self.run([job for jobs in steps.values() for job in jobs], groups, tune, results, parser)
-            steps = {g: jobs for g in steps if (jobs := next_jobs(stages[g]))}
+            self.launch_jobs([job for jobs in steps.values() for job in jobs], groups, tune, results, parser)
+            steps = {g: jobs for g in steps if (jobs := next(protocols[g], None))}
         return [results[job] for job in results]
 
-    def protocol(self, g: int, group: List[str], grid: Dict[str, List[float]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
-                 tuning: List[str], confirming: List[str]) -> Iterator[List[tuple]]:  # fmt: skip
+    def protocol(self, g: int, name: str, tune: Dict[str, List[float]], results: Dict[tuple, dict], tuning: List[str],
+                 confirming: List[str]) -> Iterator[List[tuple]]:  # fmt: skip
         """Steps 1 to 4 for group g, as a generator: yields each step's jobs (group, point, seed) and is
         resumed once they have run, their objectives in results."""
-        name, seeds = " ".join(group), [*tuning, *confirming]
+        grid, seeds = {key: list(values) for key, values in tune.items()}, [*tuning, *confirming]
         for _ in range(2 * self.max_extensions * len(tune) + 1):
             yield [(g, point, seed) for point in itertools.product(*grid.values()) for seed in tuning]
             chosen, edges = self.choice(g, grid, results, tuning)
@@ -145,7 +147,8 @@ class TuningSweeper(Sweeper):
         runner_up = self.runner_up(g, grid, point, results, tuning, seeds)
         if runner_up is None:
             return
-        log.info("%s: seeds disagree at %s; confirming the runner-up, %s, on them too", name, point_text(tune, point), point_text(tune, runner_up))
+        log.info("%s: seeds disagree at %s; confirming the runner-up, %s, on them too", name, point_text(tune, point),
+                 point_text(tune, runner_up))  # fmt: skip
         yield [(g, runner_up, seed) for seed in confirming]
         for _ in range(2 * self.max_extensions * len(tune)):
             chosen, edges = self.choice(g, grid, results, seeds)
@@ -164,7 +167,7 @@ class TuningSweeper(Sweeper):
         log.info("%s: chose %s on every seed%s", name, point_text(tune, tuple(chosen.values())),
                  f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
 
-    def run(self, jobs: List[tuple], groups: List[List[str]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
+    def launch_jobs(self, jobs: List[tuple], groups: List[List[str]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
             parser: OverridesParser) -> None:  # fmt: skip
         """Launch the jobs not yet in results, in batches of at most max_batch_size, and record their objectives."""
         todo = [job for job in dict.fromkeys(jobs) if job not in results]
@@ -235,11 +238,6 @@ class TuningSweeper(Sweeper):
 def point_text(keys: Dict[str, Any], point: tuple) -> str:
     """'train.lr=0.003' for a grid point's values in the order of its keys."""
     return ", ".join(f"{key}={value:.3g}" for key, value in zip(keys, point))
-
-
-def next_jobs(stage: Iterator[List[tuple]]) -> List[tuple]:
-    """A group's next step with jobs to run; [] once its protocol is done."""
-    return next((jobs for jobs in stage if jobs), [])
 
 
 def returned(job_return: Any) -> dict:
