@@ -44,6 +44,11 @@ def sweep(score, grid=(1e-5, 1e-4, 1e-3, 1e-2), max_extensions=2, params=None, a
     return launcher.batches
 
 
+def job_values(batches):
+    """Each launched job's overrides as {key: value}, in launch order."""
+    return [dict(override.split("=", 1) for override in job) for batch in batches for job in batch]
+
+
 def lrs(batch, variant="standard", seed="0"):
     return sorted(float(dict(o.split("=", 1) for o in job)["train.lr"]) for job in batch if f"variant={variant}" in job and f"seed={seed}" in job)
 
@@ -75,8 +80,7 @@ def test_the_extension_stops_at_its_limit_and_each_group_is_tuned_on_its_own():
 
 def jobs_of(batches, variant):
     """(rate, seed) of every job the variant ran, in order of rate."""
-    return sorted((float(values["train.lr"]), values["seed"]) for values in (dict(o.split("=", 1) for o in job) for batch in batches for job in batch)
-                  if values["variant"] == variant)  # fmt: skip
+    return sorted((float(values["train.lr"]), values["seed"]) for values in job_values(batches) if values["variant"] == variant)
 
 
 def test_each_group_runs_the_jobs_it_would_run_alone_in_as_many_batches_as_its_longest_protocol():
@@ -107,7 +111,7 @@ def test_with_two_tuning_seeds_a_failed_job_and_small_batches_each_group_still_r
     for variant in ("standard", "triple"):
         alone = sweep(score, params={"variant": variant, "seed": "0,1,2,3"}, **options)
         assert jobs_of(together, variant) == jobs_of(alone, variant)
-        assert max(len(batch) for batch in together) == 2
+    assert max(len(batch) for batch in together) == 2
     assert [lr for lr, seed in jobs_of(together, "standard") if seed == "3"] == [0.1]
 
 
@@ -125,7 +129,7 @@ def lucky_on_the_tuning_seed(drop):
 def report_runs(batches, score):
     """The sweep's jobs as the report reads them: one row per job, with the objective the launcher returned."""
     rows = []
-    for values in (dict(override.split("=", 1) for override in job) for batch in batches for job in batch):
+    for values in job_values(batches):
         accuracy = score(float(values["train.lr"]), int(values["seed"]), values)
         rows.append({"group": 0, "train.lr": float(values["train.lr"]), "seed": int(values["seed"]),
                      "status": "failed" if accuracy is None else "completed", "validation_accuracy": accuracy,

@@ -168,7 +168,7 @@ class TuningSweeper(Sweeper):
                  f" (on the edge of {', '.join(edges)} at the extension limit)" if edges else "")  # fmt: skip
 
     def launch_jobs(self, jobs: List[tuple], groups: List[List[str]], tune: Dict[str, List[float]], results: Dict[tuple, dict],
-            parser: OverridesParser) -> None:  # fmt: skip
+                    parser: OverridesParser) -> None:  # fmt: skip
         """Launch the jobs not yet in results, in batches of at most max_batch_size, and record their objectives."""
         todo = [job for job in dict.fromkeys(jobs) if job not in results]
         overrides = [[*groups[g], *(f"{key}={value}" for key, value in zip(tune, point)), f"{SEED_KEY}={seed}"] for g, point, seed in todo]
