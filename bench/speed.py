@@ -162,14 +162,15 @@ def matmul_workload(size: int, device: torch.device) -> tuple[Callable[[], None]
     return run, 2 * size**3
 
 
-def paired_medians(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[float, float]:
-    """Median seconds of two workloads timed in alternation, after one warm-up call of each: load
-    that comes and goes on a shared machine falls on both alike, so their ratio stays fair."""
-    first(), second()
-    times: tuple[list[float], list[float]] = ([], [])
+def paired_medians(*runs: Callable[[], None], rounds: int) -> tuple[float, ...]:
+    """Median seconds of each workload, all timed in alternation after one warm-up call of each: load
+    that comes and goes on a shared machine falls on all alike, so their ratios stay fair."""
+    for run in runs:
+        run()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        for run, samples in ((first, times[0]), (second, times[1])):
+        for run, samples in zip(runs, times):
             started = time.perf_counter()
             run()
             samples.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return tuple(statistics.median(samples) for samples in times)

@@ -25,7 +25,8 @@ MIN_ROUNDS, MAX_ROUNDS, WARMUP_ROUNDS = 5, 30, 2
 MAX_STANDARD_VS_SDPA = 1.15
 # dot-product attention with a bias or normalised queries and keys, in the same fused kernel
 FUSED_WITH_A_BIAS, MAX_FUSED_VS_SDPA = ("alibi", "nope", "qk_norm"), 1.3
-MAX_SIMPLICIAL_VS_STANDARD = 3.0
+# measured 1.95 to 3.0 before its backward was written out (two hosts); 1.30 after, where it was 1.85 before
+MAX_SIMPLICIAL_VS_STANDARD = 2.5
 MAX_TRIPLE_VS_STANDARD, MAX_TRIPLE_VS_STANDARD_MEMORY = 3.0, 3.0
 MAX_SHARE_OF_CEILING = 1.3
 # the hand-written paths (issue 25's targets): the band's blocks, the tiled sigmoid, the Toeplitz product.
@@ -128,6 +129,22 @@ def test_sliding_windows_time_per_token_stays_flat_from_t_to_2t(device, ratio_le
     longer, shorter = paired_medians(*runs, rounds=RATIO_ROUNDS)
     print(f"sliding_window forward+backward at T={2 * ratio_length} / T={ratio_length}: {longer / shorter:.3f} (claim < {MAX_SLIDING_WINDOW_GROWTH})")
     assert longer / shorter < MAX_SLIDING_WINDOW_GROWTH * RATIO_TOLERANCE
+
+
+def test_sliding_windows_cost_grows_as_t_times_w_from_t_over_4_to_4t(device, ratio_length):
+    """O(T w): with the tokens per batch fixed, a batch's time stays flat over T / 4, T and 4 T (512,
+    2048 and 8192 at the README's T), where raw SDPA's grows with T, its O(T^2) attention taking over
+    from its O(T) projections (timed beside it, all six in alternation, so that the contrast is seen
+    in the same run)."""
+    lengths = (ratio_length // 4, ratio_length, 4 * ratio_length)
+    runs = [workload(attention_layer(name, t, device), t, "forward_backward", device) for name in ("sliding_window", REFERENCE) for t in lengths]
+    medians = paired_medians(*runs, rounds=RATIO_ROUNDS)
+    window, full = medians[: len(lengths)], medians[len(lengths) :]
+    growth = [later / earlier for earlier, later in zip(window, window[1:])]
+    print(f"sliding_window forward+backward at T={', '.join(map(str, lengths))}: {', '.join(f'{t * 1e3:.0f}' for t in window)} ms "
+          f"(raw SDPA {', '.join(f'{t * 1e3:.0f}' for t in full)} ms); growth per 4x of T: {', '.join(f'{g:.2f}' for g in growth)} "
+          f"(claim < {MAX_SLIDING_WINDOW_GROWTH})")  # fmt: skip
+    assert all(g < MAX_SLIDING_WINDOW_GROWTH * RATIO_TOLERANCE for g in growth)
 
 
 @pytest.mark.parametrize("variant", [REFERENCE, *sorted(VARIANTS)])
