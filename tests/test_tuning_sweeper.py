@@ -50,7 +50,7 @@ def job_values(batches):
 
 
 def lrs(batch, variant="standard", seed="0"):
-    return sorted(float(dict(o.split("=", 1) for o in job)["train.lr"]) for job in batch if f"variant={variant}" in job and f"seed={seed}" in job)
+    return sorted(float(values["train.lr"]) for values in job_values([batch]) if values["variant"] == variant and values["seed"] == seed)
 
 
 def peaked_at(best):

@@ -175,11 +175,13 @@ def pair_attention(
     first_keys = queries[:, :1] - reach + torch.arange(span, device=k.device)
     second_keys = queries - second_window + 1 + torch.arange(second_window, device=k.device)
     mask = pair_mask(queries, first_keys, second_keys, window, k.dtype)
-    if not need_weights:
-        attended = PairAttention.apply(block_q, block_k, block_v, block_second_v, mask)
-        return attended.view(*lead, blocks * block, -1)[..., :seq_len, :], None
-    weights, read, attended = pair_attend(block_q, block_k, block_v, block_second_v, mask)
+    if need_weights:
+        weights, _, attended = pair_attend(block_q, block_k, block_v, block_second_v, mask)
+    else:
+        weights, attended = None, PairAttention.apply(block_q, block_k, block_v, block_second_v, mask)
     attended = attended.view(*lead, blocks * block, -1)[..., :seq_len, :]
+    if weights is None:
+        return attended, None
     marginal = weights.sum(dim=-2).view(*lead, blocks * block, span)[..., :seq_len, :]
     columns = first_keys.expand(blocks, block, span).flatten(0, 1)[:seq_len].clamp(0, seq_len - 1)
     # a column outside the query's window has weight 0: where clamping moves it, it adds 0
@@ -217,12 +219,12 @@ class PairAttention(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_attended: Tensor) -> tuple[Tensor | None, ...]:
         block_q, block_k, block_v, block_second_v, weights, read, attended = ctx.saved_tensors
-        grad_attended = grad_attended.unsqueeze(-2)
+        # d loss / d s_icj = a_icj (da_icj - sum_(c', j') a_ic'j' da_ic'j'), the sum being dy_i . y_i
+        delta = torch.linalg.vecdot(grad_attended, attended)[..., None, None]
+        grad_attended = grad_attended.unsqueeze(-2)  # over each query's w2 pairs
         grad_read = (grad_attended * block_second_v).flatten(-3, -2)  # (rows, blocks, n w2, e)
         grad_second_v = grad_attended * read
         grad_v = weights.flatten(-3, -2).transpose(-2, -1) @ grad_read
-        # d loss / d s_icj = a_icj (da_icj - sum_(c', j') a_ic'j' da_ic'j'), the sum being dy_i . y_i
-        delta = torch.linalg.vecdot(grad_attended.squeeze(-2), attended)[..., None, None]
         grad_scores = (grad_read @ block_v.transpose(-2, -1)).view_as(weights).sub_(delta).mul_(weights).flatten(-3, -2)
         grad_q = (grad_scores @ block_k).view_as(block_q)
         grad_k = grad_scores.transpose(-2, -1) @ block_q.flatten(-3, -2)
