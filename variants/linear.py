@@ -54,8 +54,10 @@ class LinearAttention(AttentionVariant):
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        q, k, v = (self.split_heads(t) for t in self.qkv(x).chunk(3, dim=-1))
-        q, k = feature_map(q), feature_map(k)
+        queries_keys, v = self.qkv(x).split((2 * self.n_heads * self.d_head, self.n_heads * self.d_head), dim=-1)
+        # phi before the heads are split: over rows of 2 d_model contiguous numbers its backward ran in
+        # half the time it took over the heads' strided views (16 numbers at a time)
+        q, k, v = (self.split_heads(t) for t in (*feature_map(queries_keys).chunk(2, dim=-1), v))
         if need_weights:
             kernel = (q @ k.transpose(-2, -1)).tril()
             weights = kernel / (kernel.sum(dim=-1, keepdim=True) + torch.finfo(kernel.dtype).eps)
@@ -93,7 +95,8 @@ def chunked_causal_products(q: Tensor, k: Tensor, v: Tensor, chunk: int = CHUNK)
     chunks = -(-seq_len // chunk)
     padding = chunks * chunk - seq_len  # at the end, in every query's future
     q, k, v = (F.pad(t, (0, 0, 0, padding)).unflatten(-2, (chunks, chunk)) for t in (q, k, v))
-    within = (q @ k.transpose(-2, -1)).tril() @ v
+    causal = torch.ones(chunk, chunk, dtype=q.dtype, device=q.device).tril()
+    within = ((q @ k.transpose(-2, -1)) * causal) @ v  # a product with the 0/1 mask: tril's kernel took 1.6x as long
     states = k.transpose(-2, -1) @ v  # (..., chunks, d, e)
     before = F.pad(states.cumsum(dim=-3)[..., :-1, :, :], (0, 0, 0, 0, 1, 0))  # the sum of the chunks before each
     return (within + q @ before).flatten(-3, -2)[..., :seq_len, :]

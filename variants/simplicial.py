@@ -28,21 +28,24 @@ ranges over a window: the softmax runs over w1 w2 pairs instead of T keys.
 
 Weights (need_weights): a_ij = sum_k a_ijk, the marginal over the second key, (batch, heads, T, T),
 rows summing to 1. Both paths follow the paper's tiling: the pair vectors p_ik = k'_k × q_i (a cross
-product per chunk, so that det[q; k; k'] = p . k) or q_i ∘ k'_k, then, per block of queries, one
-product of the block's p with the keys of its first windows, the joint softmax over the pairs, and
-(a V) ∘ v' summed over k, all blocks in one batched product. Time and memory O(T w2 (w1 + block) d),
-against O(T^2 d) for standard attention: the windows are what keep it affordable on a CPU. The
-training path's backward is written out (PairAttention): it keeps the weights, not autograd's
-copies of every intermediate, and takes the softmax's row sums from the output (dy_i . y_i): a
-layer's forward + backward at T = 2048 went from 1.85x to 1.18x to 1.38x of standard attention's time.
+product per chunk, so that det[q; k; k'] = p . k) or q_i ∘ k'_k, then, per slice of QUERY_BLOCK
+queries, one product of the slice's p with the keys from its first query's window to its last query,
+the joint softmax over the pairs, and (a V) ∘ v' summed over k. Time and memory O(T w2 (w1 + block)
+d), against O(T^2 d) for standard attention: the windows are what keep it affordable on a CPU, and
+no slice scores a key in its queries' future, which at T <= w1 (the zoo's lengths) is half of them.
+The training path's backward is written out (PairAttention): it keeps the weights, not autograd's
+copies of every intermediate, and takes the softmax's row sums from the output (dy_i . y_i). A
+layer's forward + backward at T = 2048 went from 1.85x to 1.18x to 1.38x of standard attention's time
+with the written-out backward, then to 0.74x of that with slices in place of padded blocks of equal
+span (0.71x at T = 64, batch 32).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Annotated
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -53,7 +56,7 @@ from variants.rope import Rotary
 from variants.tiling import key_spans
 
 SCORES = ("determinant", "trilinear")
-QUERY_BLOCK = 16  # queries per block: a block reads QUERY_BLOCK + w1 - 1 keys, w1 of them per query
+QUERY_BLOCK = 16  # queries per slice: a slice reads at most QUERY_BLOCK + w1 - 1 keys, w1 of them per query
 
 
 class SimplicialAttention(AttentionVariant):
@@ -157,36 +160,36 @@ def pair_attention(
 ) -> tuple[Tensor, Tensor | None]:
     """sum over the pairs (c, j) of query i of softmax_(c, j)( p_ic . k_j ) (v_j ∘ u_ic), for pair_q
     (..., T, w2, D), k (..., T, D), v (..., T, e) and second_v u (..., T, w2, e); and, if asked, the weights summed
-    over c, (..., T, T). Queries go in blocks of QUERY_BLOCK, every block against the keys of its first
-    windows at once (key_spans): one batched product for the scores, one for the values. A sequence no
-    longer than one block's span is one block against all its keys, with no padding to score."""
-    *lead, seq_len, second_window, _ = pair_q.shape
-    block = seq_len if seq_len <= QUERY_BLOCK + window - 1 else QUERY_BLOCK
-    blocks = -(-seq_len // block)
-    extra, reach = blocks * block - seq_len, 0 if blocks == 1 else window - 1
-    span = block + reach
-    # the keys and values of block b: positions b block - reach ... (b + 1) block - 1, for the rows (batch * heads)
-    block_k, block_v = (key_spans(t.reshape(-1, seq_len, t.shape[-1]), block, reach, extra) for t in (k, v))
-    # padded queries past the end only where the blocks overrun it (a pad copies even when it adds nothing)
-    block_q, block_second_v = (
-        (F.pad(t, (0, 0, 0, 0, 0, extra)) if extra else t).reshape(-1, blocks, block, *t.shape[-2:]) for t in (pair_q, second_v)
-    )
-    queries = torch.arange(blocks * block, device=k.device).view(blocks, block, 1)
-    first_keys = queries[:, :1] - reach + torch.arange(span, device=k.device)
-    second_keys = queries - second_window + 1 + torch.arange(second_window, device=k.device)
-    mask = pair_mask(queries, first_keys, second_keys, window, k.dtype)
-    if need_weights:
-        weights, _, attended = pair_attend(block_q, block_k, block_v, block_second_v, mask)
-    else:
-        weights, attended = None, PairAttention.apply(block_q, block_k, block_v, block_second_v, mask)
-    attended = attended.view(*lead, blocks * block, -1)[..., :seq_len, :]
-    if weights is None:
-        return attended, None
-    marginal = weights.sum(dim=-2).view(*lead, blocks * block, span)[..., :seq_len, :]
-    columns = first_keys.expand(blocks, block, span).flatten(0, 1)[:seq_len].clamp(0, seq_len - 1)
-    # a column outside the query's window has weight 0: where clamping moves it, it adds 0
-    full = marginal.new_zeros(*marginal.shape[:-1], seq_len)
-    return attended, full.scatter_add_(-1, columns.expand_as(marginal), marginal)
+    over c, (..., T, T). Queries go QUERY_BLOCK at a time, each slice against the keys from its first
+    query's window to its last query (query_slices): keys in the slice's future are never scored."""
+    *lead, seq_len, _, _ = pair_q.shape
+    flat = [t.flatten(0, len(lead) - 1) for t in (pair_q, k, v, second_v)]
+    if not need_weights:
+        return PairAttention.apply(*flat, window).view(*lead, seq_len, -1), None
+    outputs, marginal = [], k.new_zeros(flat[0].shape[0], seq_len, seq_len)
+    for start, end, first, mask in query_slices(seq_len, pair_q.shape[-2], window, k):
+        weights, _, attended = pair_attend(*slice_of(flat, start, end, first), mask)
+        outputs.append(attended[:, 0])
+        marginal[:, start:end, first:end] = weights[:, 0].sum(dim=-2)
+    return torch.cat(outputs, dim=1).view(*lead, seq_len, -1), marginal.view(*lead, seq_len, seq_len)
+
+
+def query_slices(seq_len: int, second_window: int, window: int, like: Tensor) -> Iterator[tuple[int, int, int, Tensor]]:
+    """(start, end, first, mask) of every slice of QUERY_BLOCK queries start ... end - 1, which reads the
+    keys first ... end - 1, with pair_mask over its queries' pairs (1, n, w2, end - first)."""
+    for start in range(0, seq_len, QUERY_BLOCK):
+        end, first = min(start + QUERY_BLOCK, seq_len), max(0, start - window + 1)
+        queries = torch.arange(start, end, device=like.device).view(-1, 1)
+        first_keys = torch.arange(first, end, device=like.device).view(1, -1)
+        second_keys = queries - second_window + 1 + torch.arange(second_window, device=like.device)
+        yield start, end, first, pair_mask(queries, first_keys, second_keys, window, like.dtype)[None]
+
+
+def slice_of(flat: list[Tensor], start: int, end: int, first: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """pair_q, k, v and second_v (rows, T, ...) cut to one slice's queries and keys, as one block each:
+    (rows, 1, n, w2, D), (rows, 1, span, D), (rows, 1, span, e), (rows, 1, n, w2, e)."""
+    pair_q, k, v, second_v = flat
+    return pair_q[:, None, start:end], k[:, None, first:end], v[:, None, first:end], second_v[:, None, start:end]
 
 
 def pair_attend(block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -201,33 +204,54 @@ def pair_attend(block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_
     return weights, read, (read * block_second_v).sum(dim=-2)
 
 
+def pair_attend_backward(
+    grad_attended: Tensor, block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_v: Tensor, weights: Tensor, read: Tensor, attended: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The gradients of pair_attend's output with respect to block_q, block_k, block_v and block_second_v."""
+    # d loss / d s_icj = a_icj (da_icj - sum_(c', j') a_ic'j' da_ic'j'), the sum being dy_i . y_i
+    delta = torch.linalg.vecdot(grad_attended, attended)[..., None, None]
+    grad_attended = grad_attended.unsqueeze(-2)  # over each query's w2 pairs
+    grad_read = (grad_attended * block_second_v).flatten(-3, -2)  # (rows, blocks, n w2, e)
+    grad_second_v = grad_attended * read
+    grad_v = weights.flatten(-3, -2).transpose(-2, -1) @ grad_read
+    grad_scores = (grad_read @ block_v.transpose(-2, -1)).view_as(weights).sub_(delta).mul_(weights).flatten(-3, -2)
+    grad_q = (grad_scores @ block_k).view_as(block_q)
+    grad_k = grad_scores.transpose(-2, -1) @ block_q.flatten(-3, -2)
+    return grad_q, grad_k, grad_v, grad_second_v
+
+
 class PairAttention(torch.autograd.Function):
-    """pair_attend's output, sum_c u_ic ∘ sum_j a_icj v_j for every block, with its backward written out,
-    so that autograd keeps no masked scores and replays no elementwise pass: the weights (T w2 span per
-    row, no T x T) are kept, and the softmax's backward takes sum_(c, j) a_icj da_icj = dy_i . y_i, one
-    value per query, from the output."""
+    """pair_attention's output, from pair_q (rows, T, w2, D), k (rows, T, D), v (rows, T, e) and second_v
+    (rows, T, w2, e), slice by slice, with its backward written out, so that autograd keeps no masked
+    scores and replays no elementwise pass: the weights (w2 (window + QUERY_BLOCK) per query, no T x T)
+    are kept, the softmax's backward takes sum_(c, j) a_icj da_icj = dy_i . y_i, one value per query,
+    from the output, and each slice's gradients are written into one tensor per input (autograd's
+    would zero-fill and copy a whole-sequence tensor per slice and input)."""
 
     @staticmethod
-    def forward(ctx, block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_v: Tensor, mask: Tensor) -> Tensor:
-        # overlapping spans are copied into each product that takes them: copied once here and kept instead
-        block_k, block_v = block_k.contiguous(), block_v.contiguous()
-        weights, read, attended = pair_attend(block_q, block_k, block_v, block_second_v, mask)
-        ctx.save_for_backward(block_q, block_k, block_v, block_second_v, weights, read, attended)
-        return attended
+    def forward(ctx, pair_q: Tensor, k: Tensor, v: Tensor, second_v: Tensor, window: int) -> Tensor:
+        flat = [pair_q, k, v, second_v]
+        ctx.slices, kept, outputs = [], [], []
+        for start, end, first, mask in query_slices(pair_q.shape[1], pair_q.shape[2], window, k):
+            weights, read, attended = pair_attend(*slice_of(flat, start, end, first), mask)
+            ctx.slices.append((start, end, first))
+            kept += [weights, read, attended]
+            outputs.append(attended[:, 0])
+        ctx.save_for_backward(*flat, *kept)
+        return torch.cat(outputs, dim=1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_attended: Tensor) -> tuple[Tensor | None, ...]:
-        block_q, block_k, block_v, block_second_v, weights, read, attended = ctx.saved_tensors
-        # d loss / d s_icj = a_icj (da_icj - sum_(c', j') a_ic'j' da_ic'j'), the sum being dy_i . y_i
-        delta = torch.linalg.vecdot(grad_attended, attended)[..., None, None]
-        grad_attended = grad_attended.unsqueeze(-2)  # over each query's w2 pairs
-        grad_read = (grad_attended * block_second_v).flatten(-3, -2)  # (rows, blocks, n w2, e)
-        grad_second_v = grad_attended * read
-        grad_v = weights.flatten(-3, -2).transpose(-2, -1) @ grad_read
-        grad_scores = (grad_read @ block_v.transpose(-2, -1)).view_as(weights).sub_(delta).mul_(weights).flatten(-3, -2)
-        grad_q = (grad_scores @ block_k).view_as(block_q)
-        grad_k = grad_scores.transpose(-2, -1) @ block_q.flatten(-3, -2)
+        pair_q, k, v, second_v, *kept = ctx.saved_tensors
+        grad_q, grad_second_v = torch.empty_like(pair_q), torch.empty_like(second_v)
+        grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)  # the slices' key spans overlap: summed
+        for index, (start, end, first) in enumerate(ctx.slices):
+            kept_here = kept[3 * index : 3 * index + 3]
+            grads = pair_attend_backward(grad_attended[:, None, start:end], *slice_of([pair_q, k, v, second_v], start, end, first), *kept_here)
+            grad_q[:, start:end], grad_second_v[:, start:end] = grads[0][:, 0], grads[3][:, 0]
+            grad_k[:, first:end] += grads[1][:, 0]
+            grad_v[:, first:end] += grads[2][:, 0]
         return grad_q, grad_k, grad_v, grad_second_v, None
 
 
