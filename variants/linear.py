@@ -69,11 +69,13 @@ class LinearAttention(AttentionVariant):
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
         """The chunked form's products: per chunk the causal half of the C x C kernel and of its
-        product with the extended v, the chunk's state phi(K)^T V and the read-out phi(Q) S."""
+        product with the extended v, and, where there is more than one chunk, the chunk's state
+        phi(K)^T V and the read-out phi(Q) S."""
         chunk = min(CHUNK, seq_len)
         chunks = -(-seq_len // chunk)
         d, e = self.d_head, self.d_head + 1
-        return batch * self.n_heads * chunks * (chunk**2 * (d + e) + 4 * chunk * d * e)
+        states = 4 * chunk * d * e if chunks > 1 else 0
+        return batch * self.n_heads * chunks * (chunk**2 * (d + e) + states)
 
     def reference(self, x: Tensor) -> Tensor:
         """The recurrence above, one position at a time, naively in float64 (eps: float64's resolution)."""
@@ -91,12 +93,18 @@ class LinearAttention(AttentionVariant):
 def chunked_causal_products(q: Tensor, k: Tensor, v: Tensor, chunk: int = CHUNK) -> Tensor:
     """sum_{j<=i} (q_i . k_j) v_j for every i, for q, k (..., T, d) and v (..., T, e), chunk by chunk."""
     seq_len = q.shape[-2]
-    chunk = min(chunk, seq_len)
+    if seq_len <= chunk:  # one chunk, with no state before it (the zoo's lengths): 0.80x to 0.85x a layer
+        return causal_products_within(q, k, v)
     chunks = -(-seq_len // chunk)
     padding = chunks * chunk - seq_len  # at the end, in every query's future
     q, k, v = (F.pad(t, (0, 0, 0, padding)).unflatten(-2, (chunks, chunk)) for t in (q, k, v))
-    causal = torch.ones(chunk, chunk, dtype=q.dtype, device=q.device).tril()
-    within = ((q @ k.transpose(-2, -1)) * causal) @ v  # a product with the 0/1 mask: tril's kernel took 1.6x as long
+    within = causal_products_within(q, k, v)
     states = k.transpose(-2, -1) @ v  # (..., chunks, d, e)
     before = F.pad(states.cumsum(dim=-3)[..., :-1, :, :], (0, 0, 0, 0, 1, 0))  # the sum of the chunks before each
     return (within + q @ before).flatten(-3, -2)[..., :seq_len, :]
+
+
+def causal_products_within(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """sum_{j<=i} (q_i . k_j) v_j over the positions of one chunk, for q, k (..., C, d) and v (..., C, e)."""
+    causal = torch.ones(q.shape[-2], q.shape[-2], dtype=q.dtype, device=q.device).tril()
+    return ((q @ k.transpose(-2, -1)) * causal) @ v  # a product with the 0/1 mask: tril's kernel took 1.6x as long

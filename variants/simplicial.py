@@ -118,7 +118,7 @@ class SimplicialAttention(AttentionVariant):
         return self.out(self.merge_heads(attended)), weights
 
     def attention_flops(self, batch: int, seq_len: int) -> int:
-        """2 D for p . k and 2 d_head for a V per pair in the windows (the blocks' masked extra not counted)."""
+        """2 D for p . k and 2 d_head for a V per pair in the windows (the slices' masked extra not counted)."""
         pairs = sum(min(i, self.window) * min(i, self.second_window) for i in range(1, seq_len + 1))
         return 2 * batch * self.n_heads * pairs * (self.score_dim + self.d_head)
 
@@ -169,54 +169,54 @@ def pair_attention(
     outputs, marginal = [], k.new_zeros(flat[0].shape[0], seq_len, seq_len)
     for start, end, first, mask in query_slices(seq_len, pair_q.shape[-2], window, k):
         weights, _, attended = pair_attend(*slice_of(flat, start, end, first), mask)
-        outputs.append(attended[:, 0])
-        marginal[:, start:end, first:end] = weights[:, 0].sum(dim=-2)
+        outputs.append(attended)
+        marginal[:, start:end, first:end] = weights.sum(dim=-2)
     return torch.cat(outputs, dim=1).view(*lead, seq_len, -1), marginal.view(*lead, seq_len, seq_len)
 
 
 def query_slices(seq_len: int, second_window: int, window: int, like: Tensor) -> Iterator[tuple[int, int, int, Tensor]]:
     """(start, end, first, mask) of every slice of QUERY_BLOCK queries start ... end - 1, which reads the
-    keys first ... end - 1, with pair_mask over its queries' pairs (1, n, w2, end - first)."""
+    keys first ... end - 1, with pair_mask over its queries' pairs (n, w2, end - first)."""
     for start in range(0, seq_len, QUERY_BLOCK):
         end, first = min(start + QUERY_BLOCK, seq_len), max(0, start - window + 1)
         queries = torch.arange(start, end, device=like.device).view(-1, 1)
         first_keys = torch.arange(first, end, device=like.device).view(1, -1)
         second_keys = queries - second_window + 1 + torch.arange(second_window, device=like.device)
-        yield start, end, first, pair_mask(queries, first_keys, second_keys, window, like.dtype)[None]
+        yield start, end, first, pair_mask(queries, first_keys, second_keys, window, like.dtype)
 
 
 def slice_of(flat: list[Tensor], start: int, end: int, first: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """pair_q, k, v and second_v (rows, T, ...) cut to one slice's queries and keys, as one block each:
-    (rows, 1, n, w2, D), (rows, 1, span, D), (rows, 1, span, e), (rows, 1, n, w2, e)."""
+    """pair_q, k, v and second_v (rows, T, ...) cut to one slice's queries and keys:
+    (rows, n, w2, D), (rows, span, D), (rows, span, e), (rows, n, w2, e)."""
     pair_q, k, v, second_v = flat
-    return pair_q[:, None, start:end], k[:, None, first:end], v[:, None, first:end], second_v[:, None, start:end]
+    return pair_q[:, start:end], k[:, first:end], v[:, first:end], second_v[:, start:end]
 
 
-def pair_attend(block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For every block of queries, the weights a_icj = softmax_(c, j)( p_ic . k_j + mask ), what each pair
-    reads, r_ic = sum_j a_icj v_j, and the output sum_c u_ic ∘ r_ic: from block_q (rows, blocks, n, w2, D),
-    block_k (rows, blocks, span, D), block_v (rows, blocks, span, e), block_second_v u (rows, blocks, n, w2, e)
-    and the mask (blocks, n, w2, span); shapes (rows, blocks, n, w2, span), (rows, blocks, n, w2, e), (rows, blocks, n, e)."""
-    rows, blocks, n, _, _ = block_q.shape
-    scores = block_q.flatten(-3, -2) @ block_k.transpose(-2, -1)  # (rows, blocks, n w2, span)
-    weights = scores.view(rows, blocks, n, -1).add_(mask.flatten(-2)).softmax(dim=-1).view(*block_q.shape[:-1], -1)
-    read = (weights.flatten(-3, -2) @ block_v).view_as(block_second_v)
-    return weights, read, (read * block_second_v).sum(dim=-2)
+def pair_attend(slice_q: Tensor, slice_k: Tensor, slice_v: Tensor, slice_second_v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For a slice of queries, the weights a_icj = softmax_(c, j)( p_ic . k_j + mask ), what each pair
+    reads, r_ic = sum_j a_icj v_j, and the output sum_c u_ic ∘ r_ic: from slice_q (rows, n, w2, D),
+    slice_k (rows, span, D), slice_v (rows, span, e), slice_second_v u (rows, n, w2, e) and the mask
+    (n, w2, span); shapes (rows, n, w2, span), (rows, n, w2, e), (rows, n, e)."""
+    rows, n, _, _ = slice_q.shape
+    scores = slice_q.flatten(-3, -2) @ slice_k.transpose(-2, -1)  # (rows, n w2, span)
+    weights = scores.view(rows, n, -1).add_(mask.flatten(-2)).softmax(dim=-1).view(*slice_q.shape[:-1], -1)
+    read = (weights.flatten(-3, -2) @ slice_v).view_as(slice_second_v)
+    return weights, read, (read * slice_second_v).sum(dim=-2)
 
 
 def pair_attend_backward(
-    grad_attended: Tensor, block_q: Tensor, block_k: Tensor, block_v: Tensor, block_second_v: Tensor, weights: Tensor, read: Tensor, attended: Tensor
+    grad_attended: Tensor, slice_q: Tensor, slice_k: Tensor, slice_v: Tensor, slice_second_v: Tensor, weights: Tensor, read: Tensor, attended: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The gradients of pair_attend's output with respect to block_q, block_k, block_v and block_second_v."""
+    """The gradients of pair_attend's output with respect to slice_q, slice_k, slice_v and slice_second_v."""
     # d loss / d s_icj = a_icj (da_icj - sum_(c', j') a_ic'j' da_ic'j'), the sum being dy_i . y_i
     delta = torch.linalg.vecdot(grad_attended, attended)[..., None, None]
     grad_attended = grad_attended.unsqueeze(-2)  # over each query's w2 pairs
-    grad_read = (grad_attended * block_second_v).flatten(-3, -2)  # (rows, blocks, n w2, e)
+    grad_read = (grad_attended * slice_second_v).flatten(-3, -2)  # (rows, n w2, e)
     grad_second_v = grad_attended * read
     grad_v = weights.flatten(-3, -2).transpose(-2, -1) @ grad_read
-    grad_scores = (grad_read @ block_v.transpose(-2, -1)).view_as(weights).sub_(delta).mul_(weights).flatten(-3, -2)
-    grad_q = (grad_scores @ block_k).view_as(block_q)
-    grad_k = grad_scores.transpose(-2, -1) @ block_q.flatten(-3, -2)
+    grad_scores = (grad_read @ slice_v.transpose(-2, -1)).view_as(weights).sub_(delta).mul_(weights).flatten(-3, -2)
+    grad_q = (grad_scores @ slice_k).view_as(slice_q)
+    grad_k = grad_scores.transpose(-2, -1) @ slice_q.flatten(-3, -2)
     return grad_q, grad_k, grad_v, grad_second_v
 
 
@@ -236,7 +236,7 @@ class PairAttention(torch.autograd.Function):
             weights, read, attended = pair_attend(*slice_of(flat, start, end, first), mask)
             ctx.slices.append((start, end, first))
             kept += [weights, read, attended]
-            outputs.append(attended[:, 0])
+            outputs.append(attended)
         ctx.save_for_backward(*flat, *kept)
         return torch.cat(outputs, dim=1)
 
@@ -248,10 +248,10 @@ class PairAttention(torch.autograd.Function):
         grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)  # the slices' key spans overlap: summed
         for index, (start, end, first) in enumerate(ctx.slices):
             kept_here = kept[3 * index : 3 * index + 3]
-            grads = pair_attend_backward(grad_attended[:, None, start:end], *slice_of([pair_q, k, v, second_v], start, end, first), *kept_here)
-            grad_q[:, start:end], grad_second_v[:, start:end] = grads[0][:, 0], grads[3][:, 0]
-            grad_k[:, first:end] += grads[1][:, 0]
-            grad_v[:, first:end] += grads[2][:, 0]
+            grads = pair_attend_backward(grad_attended[:, start:end], *slice_of([pair_q, k, v, second_v], start, end, first), *kept_here)
+            grad_q[:, start:end], grad_second_v[:, start:end] = grads[0], grads[3]
+            grad_k[:, first:end] += grads[1]
+            grad_v[:, first:end] += grads[2]
         return grad_q, grad_k, grad_v, grad_second_v, None
 
 
