@@ -302,7 +302,8 @@ def check_fields(node: DictConfig, schema: type, prefix: str) -> None:
             check_fields(value, types[spec.name], key)
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}={value} is not a finite number")
+            allowed = spec.metadata["range"].describe() if "range" in spec.metadata else "a finite number"
+            raise ConfigError(f"{key}={value} is not a finite number; allowed: {allowed}")
         if isinstance(value, float) and not (value == 0 or FLOAT32.tiny <= abs(value) <= FLOAT32.max):
             raise ConfigError(f"{key}={value} is beyond float32, which the model computes in; allowed: 0 or a magnitude in [{FLOAT32.tiny:.3g}, {FLOAT32.max:.3g}]")
         if "range" in spec.metadata and value is not None:
