@@ -248,10 +248,12 @@ class PairAttention(torch.autograd.Function):
         grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)  # the slices' key spans overlap: summed
         for index, (start, end, first) in enumerate(ctx.slices):
             kept_here = kept[3 * index : 3 * index + 3]
-            grads = pair_attend_backward(grad_attended[:, start:end], *slice_of([pair_q, k, v, second_v], start, end, first), *kept_here)
-            grad_q[:, start:end], grad_second_v[:, start:end] = grads[0], grads[3]
-            grad_k[:, first:end] += grads[1]
-            grad_v[:, first:end] += grads[2]
+            slice_grad_q, slice_grad_k, slice_grad_v, slice_grad_second_v = pair_attend_backward(
+                grad_attended[:, start:end], *slice_of([pair_q, k, v, second_v], start, end, first), *kept_here
+            )
+            grad_q[:, start:end], grad_second_v[:, start:end] = slice_grad_q, slice_grad_second_v
+            grad_k[:, first:end] += slice_grad_k
+            grad_v[:, first:end] += slice_grad_v
         return grad_q, grad_k, grad_v, grad_second_v, None
 
 
